@@ -1,0 +1,44 @@
+"""Request context for audit events: the client IP of the current request.
+
+Services are called from views, tasks and commands; only views know the client. The
+middleware puts the IP in a context variable so a service need not thread a request
+through every call, and tasks and commands simply record none.
+"""
+
+import ipaddress
+from contextvars import ContextVar
+
+from django.conf import settings
+
+_client_ip: ContextVar[str | None] = ContextVar("audit_client_ip", default=None)
+
+
+def get_client_ip() -> str | None:
+    return _client_ip.get()
+
+
+def client_ip_from_request(request) -> str | None:
+    """REMOTE_ADDR, or the address the trusted proxies saw (TRUSTED_PROXY_COUNT)."""
+    candidate = request.META.get("REMOTE_ADDR")
+    proxies = settings.TRUSTED_PROXY_COUNT
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if proxies and forwarded:
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        if len(hops) >= proxies:
+            candidate = hops[-proxies]
+    try:
+        return ipaddress.ip_address(candidate).compressed if candidate else None
+    except ValueError:
+        return None
+
+
+class AuditContextMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        token = _client_ip.set(client_ip_from_request(request))
+        try:
+            return self.get_response(request)
+        finally:
+            _client_ip.reset(token)

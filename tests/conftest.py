@@ -1,0 +1,35 @@
+import pytest
+from django.db.backends.signals import connection_created
+
+from config.celery import app as celery_app
+
+
+def _allow_audit_purge(sender, connection, **kwargs):
+    # pytest-django flushes with TRUNCATE between transactional tests; the audit
+    # trigger allows that only where the session opts in (audit migration 0002).
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET audit.allow_purge = 'on'")
+
+
+connection_created.connect(_allow_audit_purge, weak=False)
+
+
+@pytest.fixture(autouse=True)
+def _eager_celery(request):
+    """Unit tests run tasks in-process; tests/integration runs a real worker."""
+    if request.node.get_closest_marker("integration"):
+        yield
+        return
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def on_postgresql(db):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (set DATABASE_URL; .ci/run does)")
