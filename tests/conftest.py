@@ -15,6 +15,13 @@ def _allow_audit_purge(sender, connection, **kwargs):
 connection_created.connect(_allow_audit_purge, weak=False)
 
 
+def pytest_configure(config):
+    from django.conf import settings
+
+    # Hashing passwords properly costs ~200 ms per user; tests need no protection.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture(autouse=True)
 def _eager_celery(request):
     """Unit tests run tasks in-process; tests/integration runs a real worker."""

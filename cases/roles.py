@@ -1,0 +1,29 @@
+"""Roles are Django groups created by migration (cases 0002). A superuser acts as admin."""
+
+from django.db import models
+
+
+class Role(models.TextChoices):
+    COORDINATOR = "coordinator", "考务人员"
+    GRADER = "grader", "考评员"
+    REVIEWER = "reviewer", "质量督导员"
+    ISSUER_OFFICER = "issuer_officer", "发证机关人员"
+    ADMIN = "admin", "系统管理员"
+
+
+def user_roles(user) -> set[str]:
+    if not user or not user.is_authenticated or not user.is_active:
+        return set()
+    cached = getattr(user, "_role_cache", None)
+    if cached is None:
+        cached = set(user.groups.values_list("name", flat=True))
+        if user.is_superuser:
+            cached.add(Role.ADMIN)
+        user._role_cache = cached
+    return cached
+
+
+def has_role(user, *roles: str) -> bool:
+    """True when the user holds any of `roles`; admin holds every role."""
+    held = user_roles(user)
+    return Role.ADMIN in held or bool(held.intersection(roles))

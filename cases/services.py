@@ -1,0 +1,469 @@
+"""Registration and eligibility review: every write to candidates, held certificates
+and cases goes through here, in one transaction with its audit event."""
+
+from datetime import date, timedelta
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django_fsm import can_proceed
+
+from audit.exceptions import StateConflict
+from audit.services import audit_record, diff, snapshot
+from catalog.models import Component, Occupation, QualificationType, RecognitionRule
+from catalog.recognition import add_years
+
+from .eligibility import evaluate
+from .exceptions import EligibilityError
+from .models import (
+    Candidate,
+    Case,
+    CaseExemption,
+    CaseStatus,
+    EvaluationPlan,
+    HeldCertificate,
+    Verification,
+    WorkExperience,
+)
+from .roles import Role, has_role
+from .validators import parse_id_number
+
+CANDIDATE_FIELDS = ["id_number", "name", "sex", "birth_date", "phone", "education", "photo"]
+HELD_FIELDS = [
+    "qualification_type",
+    "number",
+    "issuer_name",
+    "issue_date",
+    "expiry_date",
+    "review_due_date",
+    "revoked_on",
+    "verification",
+    "verification_note",
+]
+CASE_FIELDS = ["candidate", "plan", "status"]
+
+
+def require_role(actor, *roles: str) -> None:
+    if not has_role(actor, *roles):
+        labels = "、".join(Role(r).label for r in roles)
+        raise PermissionDenied(f"需要以下角色之一：{labels}")
+
+
+# Candidates ---------------------------------------------------------------------------
+
+
+def _identity(id_number: str, sex: str | None, birth_date: date | None) -> tuple[str, date, str]:
+    """Parse the ID and check what was entered against what it encodes."""
+    try:
+        number, birth, derived_sex = parse_id_number(id_number)
+    except ValidationError as exc:
+        raise ValidationError({"id_number": exc.messages}) from None
+    errors = {}
+    if birth_date and birth_date != birth:
+        errors["birth_date"] = [f"出生日期与身份证号码不符（身份证为 {birth}）"]
+    if sex and sex != derived_sex:
+        errors["sex"] = [f"性别与身份证号码不符（身份证为{'男' if derived_sex == 'M' else '女'}）"]
+    if errors:
+        raise ValidationError(errors)
+    return number, birth, derived_sex
+
+
+def _set_work_experience(candidate: Candidate, work_years: dict[str, object]) -> dict:
+    """Replace the candidate's years per occupation code; return {code: years} as recorded."""
+    occupations = {o.code: o for o in Occupation.objects.filter(code__in=list(work_years))}
+    unknown = sorted(set(work_years) - set(occupations))
+    if unknown:
+        raise ValidationError({"work_years": [f"未知的职业编码：{', '.join(unknown)}"]})
+    candidate.work_experience.exclude(occupation__code__in=list(work_years)).delete()
+    for code, years in work_years.items():
+        row = WorkExperience(candidate=candidate, occupation=occupations[code], years=years)
+        try:
+            row.full_clean(exclude=["candidate"], validate_unique=False)
+        except ValidationError as exc:
+            raise ValidationError({"work_years": [f"{code}：{m}" for m in exc.messages]}) from None
+        WorkExperience.objects.update_or_create(
+            candidate=candidate, occupation=occupations[code], defaults={"years": years}
+        )
+    return {code: str(years) for code, years in sorted(work_years.items())}
+
+
+@transaction.atomic
+def candidate_create(
+    *,
+    actor,
+    id_number: str,
+    name: str,
+    phone: str,
+    education: str,
+    sex: str | None = None,
+    birth_date: date | None = None,
+    photo=None,
+    work_years: dict[str, object] | None = None,
+) -> Candidate:
+    """Register a candidate. Birth date and sex come from the ID number; when given they
+    must agree with it. Audited as `candidate.create`. Not idempotent: a second call
+    with the same ID number is refused."""
+    require_role(actor, Role.COORDINATOR)
+    number, birth, derived_sex = _identity(id_number, sex, birth_date)
+    candidate = Candidate(
+        id_number=number,
+        name=(name or "").strip(),
+        sex=derived_sex,
+        birth_date=birth,
+        phone=(phone or "").strip(),
+        education=education,
+        created_by=actor,
+    )
+    if photo:
+        candidate.photo = photo
+    candidate.full_clean(validate_unique=False)
+    if Candidate.objects.filter(id_number=number).exists():
+        raise ValidationError({"id_number": ["该身份证号码已登记"]})
+    try:
+        with transaction.atomic():
+            candidate.save()
+    except IntegrityError:  # registered concurrently
+        raise ValidationError({"id_number": ["该身份证号码已登记"]}) from None
+    changes = {
+        k: {"before": None, "after": v} for k, v in snapshot(candidate, CANDIDATE_FIELDS).items()
+    }
+    if work_years:
+        changes["work_years"] = {
+            "before": None,
+            "after": _set_work_experience(candidate, work_years),
+        }
+    audit_record(actor=actor, instance=candidate, action="candidate.create", changes=changes)
+    return candidate
+
+
+@transaction.atomic
+def candidate_update(*, actor, candidate: Candidate, work_years=None, **fields) -> Candidate:
+    """Change a candidate's fields; audited with before/after of each changed field."""
+    require_role(actor, Role.COORDINATOR)
+    candidate = Candidate.objects.select_for_update().get(pk=candidate.pk)
+    before = snapshot(candidate, CANDIDATE_FIELDS)
+    unknown = set(fields) - set(CANDIDATE_FIELDS)
+    if unknown:
+        raise ValidationError({name: ["不可修改的字段"] for name in sorted(unknown)})
+    if any(k in fields for k in ("id_number", "sex", "birth_date")):
+        number, birth, sex = _identity(
+            fields.get("id_number", candidate.id_number),
+            fields.get("sex"),
+            fields.get("birth_date"),
+        )
+        if number != candidate.id_number and Candidate.objects.filter(id_number=number).exists():
+            raise ValidationError({"id_number": ["该身份证号码已登记"]})
+        fields.update(id_number=number, birth_date=birth, sex=sex)
+    for name, value in fields.items():
+        setattr(candidate, name, value.strip() if isinstance(value, str) else value)
+    candidate.full_clean(validate_unique=False)
+    candidate.save()
+    changes = diff(before, snapshot(candidate, CANDIDATE_FIELDS))
+    if work_years is not None:
+        old = {
+            w.occupation.code: str(w.years)
+            for w in candidate.work_experience.select_related("occupation")
+        }
+        new = _set_work_experience(candidate, work_years)
+        if old != new:
+            changes["work_years"] = {"before": old, "after": new}
+    if changes:
+        audit_record(actor=actor, instance=candidate, action="candidate.update", changes=changes)
+    return candidate
+
+
+def candidate_reveal_id_number(*, actor, candidate: Candidate) -> str:
+    """The full ID number, for an authorised view; every display is audited."""
+    require_role(actor, Role.COORDINATOR, Role.ISSUER_OFFICER)
+    with transaction.atomic():
+        audit_record(actor=actor, instance=candidate, action="candidate.reveal_id_number")
+    return candidate.id_number
+
+
+# Held certificates --------------------------------------------------------------------
+
+
+def held_certificate_problems(
+    candidate: Candidate, qtype: QualificationType, number: str
+) -> list[str]:
+    """Why `number` is not a valid number of `qtype` for `candidate` (empty when it is)."""
+    if not qtype.number_matches(number):
+        return [f"证书编号 {number} 不符合{qtype.name}的编号格式：{qtype.number_format}"]
+    if qtype.number_is_holder_id and number[1:] != candidate.id_number:
+        return [f"{qtype.name}的编号应为 T + 持证人身份证号码"]
+    return []
+
+
+def _resolve_type(value) -> QualificationType:
+    if isinstance(value, QualificationType):
+        return value
+    try:
+        return QualificationType.objects.get(code=value)
+    except QualificationType.DoesNotExist:
+        raise ValidationError({"qualification_type": [f"未知的证书类型代码：{value}"]}) from None
+
+
+@transaction.atomic
+def held_certificate_create(
+    *,
+    actor,
+    candidate: Candidate,
+    qualification_type,
+    number: str,
+    issuer_name: str,
+    issue_date: date,
+    expiry_date: date | None = None,
+    review_due_date: date | None = None,
+    revoked_on: date | None = None,
+    verification: str = Verification.UNVERIFIED,
+    verification_note: str = "",
+) -> HeldCertificate:
+    """Record a certificate the candidate holds. The number must match its type's format;
+    the expiry defaults to the type's validity from the issue date. An expired or revoked
+    certificate may be recorded (it is a fact), but earns nothing at submit."""
+    require_role(actor, Role.COORDINATOR)
+    qtype = _resolve_type(qualification_type)
+    number = (number or "").strip().upper()
+    problems = held_certificate_problems(candidate, qtype, number)
+    if problems:
+        raise ValidationError({"number": problems})
+    if expiry_date is None and issue_date:
+        expiry_date = add_years(issue_date, qtype.validity_years) - timedelta(days=1)
+    held = HeldCertificate(
+        candidate=candidate,
+        qualification_type=qtype,
+        number=number,
+        issuer_name=(issuer_name or "").strip(),
+        issue_date=issue_date,
+        expiry_date=expiry_date,
+        review_due_date=review_due_date,
+        revoked_on=revoked_on,
+        verification=verification,
+        verification_note=verification_note,
+    )
+    if verification != Verification.UNVERIFIED:
+        held.verified_by, held.verified_at = actor, timezone.now()
+    held.full_clean(validate_unique=False)
+    if expiry_date < issue_date:
+        raise ValidationError({"expiry_date": ["有效期至不能早于发证日期"]})
+    if HeldCertificate.objects.filter(qualification_type=qtype, number=number).exists():
+        raise ValidationError({"number": [f"证书编号 {number} 已登记"]})
+    held.save()
+    changes = {k: {"before": None, "after": v} for k, v in snapshot(held, HELD_FIELDS).items()}
+    audit_record(actor=actor, instance=held, action="held_certificate.create", changes=changes)
+    return held
+
+
+@transaction.atomic
+def held_certificate_verify(
+    *, actor, held: HeldCertificate, verification: str, note: str = ""
+) -> HeldCertificate:
+    """Record the outcome of checking a held certificate. A coordinator's own
+    verification and a rejection need a note saying what was checked."""
+    require_role(actor, Role.COORDINATOR)
+    if verification not in Verification.values or verification == Verification.UNVERIFIED:
+        raise ValidationError({"verification": ["请选择核验结果"]})
+    if verification in {Verification.COORDINATOR, Verification.REJECTED} and not note.strip():
+        raise ValidationError({"note": ["人工核验或核验未通过时须填写说明"]})
+    held = HeldCertificate.objects.select_for_update().get(pk=held.pk)
+    before = snapshot(held, HELD_FIELDS)
+    held.verification, held.verification_note = verification, note.strip()
+    held.verified_by, held.verified_at = actor, timezone.now()
+    held.save()
+    audit_record(
+        actor=actor,
+        instance=held,
+        action="held_certificate.verify",
+        reason=note.strip(),
+        changes=diff(before, snapshot(held, HELD_FIELDS)),
+    )
+    return held
+
+
+# Cases --------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def case_create(*, actor, candidate: Candidate, plan: EvaluationPlan) -> Case:
+    """Open a draft application of `candidate` to `plan`."""
+    require_role(actor, Role.COORDINATOR)
+    if (
+        Case.objects.filter(candidate=candidate, plan=plan)
+        .exclude(status__in=[CaseStatus.WITHDRAWN, CaseStatus.REJECTED])
+        .exists()
+    ):
+        raise ValidationError({"plan": ["该考生已报名此评价计划"]})
+    case = Case.objects.create(candidate=candidate, plan=plan, created_by=actor)
+    audit_record(
+        actor=actor,
+        instance=case,
+        action="case.create",
+        to_state=case.status,
+        changes={k: {"before": None, "after": v} for k, v in snapshot(case, CASE_FIELDS).items()},
+    )
+    return case
+
+
+def _locked_case(case: Case, actor, name: str) -> Case:
+    """Re-read the case under a row lock and check the actor may take `name` from here."""
+    require_role(actor, Role.COORDINATOR)
+    locked = (
+        Case.objects.select_for_update()
+        .select_related("candidate", "plan__qualification_type", "plan__occupation")
+        .get(pk=case.pk)
+    )
+    method = getattr(locked, name)
+    if not can_proceed(method, check_conditions=False):
+        target = next(
+            (t.target for t in locked.get_all_status_transitions() if t.name == name), None
+        )
+        target_label = CaseStatus(target).label if target else name
+        raise StateConflict(
+            f"案件当前状态为「{locked.get_status_display()}」，不能变为「{target_label}」",
+            current_state=locked.status,
+            target_state=target,
+        )
+    return locked
+
+
+def _require_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": ["请填写理由"]})
+    return reason
+
+
+def _finish(case: Case, actor, name: str, from_state: str, reason: str = "", changes=None) -> Case:
+    case.save()
+    audit_record(
+        actor=actor,
+        instance=case,
+        action=f"case.{name}",
+        from_state=from_state,
+        to_state=case.status,
+        reason=reason,
+        changes=changes or {},
+    )
+    return case
+
+
+@transaction.atomic(durable=True)
+def case_submit(*, actor, case: Case, on: date | None = None) -> Case:
+    """draft/returned -> submitted. Checks identity, age on the exam date (18 to statutory
+    retirement age), photo, the plan's education and work-years rules and level
+    eligibility through equivalence; refuses with every problem listed, writing nothing.
+    Snapshots the exemptions (rule row and basis certificate) and the equivalence.
+    Locks the case row."""
+    case = _locked_case(case, actor, "submit")
+    on = on or timezone.localdate()
+    result = evaluate(case, on)
+    if not result.ok:
+        raise EligibilityError(result.problems)
+    from_state = case.status
+    case.exemptions.all().delete()
+    rules = {r.row: r for r in RecognitionRule.objects.filter(row__in=result.recognition.rows)}
+    components = {c.code: c for c in Component.objects.all()}
+    seen = set()
+    exemptions = []
+    for match in result.recognition.matches:
+        for code in match.exempt:
+            if code in seen:
+                continue
+            seen.add(code)
+            exemptions.append(
+                CaseExemption(
+                    case=case,
+                    component=components[code],
+                    rule=rules[match.row],
+                    row=match.row,
+                    basis_id=match.ref,
+                    source=match.source,
+                )
+            )
+    CaseExemption.objects.bulk_create(exemptions)
+    equivalence = next(
+        (e for e in result.recognition.equivalences if e.occupation == case.plan.occupation.code),
+        None,
+    )
+    case.equivalent_level = equivalence.level if equivalence else None
+    case.equivalence_basis_id = equivalence.ref if equivalence else None
+    case.equivalence_source = equivalence.source if equivalence else ""
+    case.not_counted = [
+        {"held_certificate": n.ref, "type": n.held_code, "reason": n.reason}
+        for n in result.not_counted
+    ]
+    case.submit(application_date=on)
+    return _finish(
+        case,
+        actor,
+        "submit",
+        from_state,
+        changes={
+            "exempt": {
+                "before": None,
+                "after": [
+                    {"component": e.component.code, "row": e.row, "basis": e.basis_id}
+                    for e in exemptions
+                ],
+            },
+            "equivalent_level": {"before": None, "after": case.equivalent_level},
+            "not_counted": {"before": None, "after": case.not_counted},
+        },
+    )
+
+
+@transaction.atomic(durable=True)
+def case_return_for_correction(*, actor, case: Case, reason: str) -> Case:
+    """submitted -> returned, with the reason the candidate must correct."""
+    reason = _require_reason(reason)
+    case = _locked_case(case, actor, "return_for_correction")
+    from_state = case.status
+    case.return_for_correction(reason=reason)
+    return _finish(case, actor, "return_for_correction", from_state, reason)
+
+
+@transaction.atomic(durable=True)
+def case_reject(*, actor, case: Case, reason: str) -> Case:
+    """submitted -> rejected (end), with the reason."""
+    reason = _require_reason(reason)
+    case = _locked_case(case, actor, "reject")
+    from_state = case.status
+    case.reject(reason=reason)
+    return _finish(case, actor, "reject", from_state, reason)
+
+
+def approval_problems(case: Case) -> list[str]:
+    """Held certificates the case relies on (exemption or equivalence) that are not verified."""
+    basis_ids = set(case.exemptions.values_list("basis_id", flat=True))
+    if case.equivalence_basis_id:
+        basis_ids.add(case.equivalence_basis_id)
+    return [
+        f"证书 {held.qualification_type.code} {held.number} "
+        f"尚未核验（{held.get_verification_display()}）"
+        for held in HeldCertificate.objects.filter(pk__in=basis_ids)
+        .select_related("qualification_type")
+        .order_by("pk")
+        if not held.is_verified
+    ]
+
+
+@transaction.atomic(durable=True)
+def case_approve(*, actor, case: Case) -> Case:
+    """submitted -> eligible. Every held certificate granting an exemption or the
+    equivalence must be verified (in the registry, or by a coordinator with a note)."""
+    case = _locked_case(case, actor, "approve")
+    problems = approval_problems(case)
+    if problems:
+        raise EligibilityError(problems)
+    from_state = case.status
+    case.approve()
+    return _finish(case, actor, "approve", from_state)
+
+
+@transaction.atomic(durable=True)
+def case_withdraw(*, actor, case: Case, reason: str = "") -> Case:
+    """draft/submitted/returned/eligible -> withdrawn (end)."""
+    case = _locked_case(case, actor, "withdraw")
+    from_state = case.status
+    case.withdraw(reason=(reason or "").strip())
+    return _finish(case, actor, "withdraw", from_state, (reason or "").strip())
