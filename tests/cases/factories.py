@@ -9,9 +9,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from stdnum.cn import ric
 
-from catalog.models import Occupation, QualificationType
 from cases import services
 from cases.models import EvaluationPlan
+from catalog.models import Occupation, QualificationType
 
 _serial = itertools.count(1)
 

@@ -8,12 +8,12 @@ from django.db import connection
 from stdnum.cn import ric
 
 from audit.exceptions import StateConflict
-from catalog.models import QualificationType
 from audit.models import AuditEvent
 from cases import services
 from cases.exceptions import EligibilityError
 from cases.models import Candidate, Case, CaseStatus, HeldCertificate, Verification
 from cases.retirement import retirement_date
+from catalog.models import QualificationType
 
 from .factories import PlanFactory, UserFactory, coordinator, hold, make_id_number, register
 
