@@ -183,7 +183,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {"EducationEnum": "cases.models.Education"},
 }
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL") or ""

@@ -1,5 +1,11 @@
 from rest_framework.routers import SimpleRouter
 
+from . import views
+
 router = SimpleRouter()
+router.register("candidates", views.CandidateViewSet, basename="candidate")
+router.register("held-certificates", views.HeldCertificateViewSet, basename="held-certificate")
+router.register("plans", views.PlanViewSet, basename="plan")
+router.register("cases", views.CaseViewSet, basename="case")
 
 urlpatterns = [*router.urls]
