@@ -443,3 +443,33 @@ def test_concurrent_approvals_approve_once(db_vendor_postgresql):
 def db_vendor_postgresql(transactional_db):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (set DATABASE_URL; .ci/run does)")
+
+
+def test_id_with_a_county_code_newer_than_the_birth_year_is_accepted(coord):
+    # 140202 (大同城区) dates from 1983 in GB/T 2260; people born earlier carry it too.
+    first17 = "140202" + "19750310" + "013"
+    number = first17 + ric.calc_check_digit(first17 + "0")
+    candidate = services.candidate_create(
+        actor=coord, id_number=number, name="赵六", phone="13800138000", education="senior"
+    )
+    assert candidate.birth_date == date(1975, 3, 10)
+
+
+def test_id_with_an_unknown_province_is_refused(coord):
+    first17 = "990202" + "19750310" + "013"
+    number = first17 + ric.calc_check_digit(first17 + "0")
+    with pytest.raises(ValidationError) as info:
+        services.candidate_create(
+            actor=coord, id_number=number, name="赵六", phone="13800138000", education="senior"
+        )
+    assert info.value.message_dict == {"id_number": ["身份证号码中的地区码无效"]}
+
+
+def test_id_with_an_impossible_birth_date_is_refused(coord):
+    first17 = "110105" + "19750230" + "013"
+    number = first17 + ric.calc_check_digit(first17 + "0")
+    with pytest.raises(ValidationError) as info:
+        services.candidate_create(
+            actor=coord, id_number=number, name="赵六", phone="13800138000", education="senior"
+        )
+    assert info.value.message_dict == {"id_number": ["身份证号码中的出生日期无效"]}
