@@ -111,7 +111,7 @@ def test_postgresql_trigger_refuses_changes(on_postgresql, sql):
     assert AuditEvent.objects.count() == 1
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_concurrent_writers_do_not_fork_the_chain(on_postgresql_transactional):
     user = get_user_model().objects.create(username="writer")
     errors = []

@@ -415,7 +415,7 @@ def test_withdrawn_case_cannot_be_submitted(coord, plan):
         services.case_submit(actor=coord, case=case, on=TODAY)
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_concurrent_approvals_approve_once(db_vendor_postgresql):
     coord = coordinator()
     case = submitted(coord, PlanFactory())
