@@ -7,7 +7,7 @@ from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 
 from audit.models import AuditEvent
 from audit.selectors import audit_event_list_for
-from catalog.models import Component
+from catalog.models import Component, Occupation
 
 from .eligibility import Eligibility, evaluate
 from .models import (
@@ -49,8 +49,12 @@ def candidate_list(*, user, search: str = "", filters: dict | None = None) -> Qu
         queryset = queryset.filter(
             Exists(Case.objects.filter(candidate=OuterRef("pk"), status=filters["status"]))
         )
-    return queryset.annotate(held_count=Count("held_certificates", distinct=True)).prefetch_related(
-        Prefetch("cases", queryset=Case.objects.select_related("plan").order_by("-created_at"))
+    return (
+        queryset.annotate(held_count=Count("held_certificates", distinct=True))
+        .prefetch_related(
+            Prefetch("cases", queryset=Case.objects.select_related("plan").order_by("-created_at"))
+        )
+        .order_by("-created_at", "-id")  # an aggregate drops Meta.ordering
     )
 
 
@@ -80,10 +84,14 @@ def candidate_get(*, pk) -> Candidate | None:
     )
 
 
-def plan_list() -> QuerySet[EvaluationPlan]:
-    return EvaluationPlan.objects.select_related(
+def plan_list(*, exam_from: date | None = None) -> QuerySet[EvaluationPlan]:
+    """Plans, soonest exam first; with `exam_from`, only those examining on or after it."""
+    queryset = EvaluationPlan.objects.select_related(
         "qualification_type", "occupation"
     ).prefetch_related("disabled_rules")
+    if exam_from:
+        queryset = queryset.filter(exam_date__gte=exam_from)
+    return queryset.order_by("exam_date", "name")
 
 
 def plan_previews(
@@ -96,6 +104,10 @@ def plan_previews(
 
 def component_names() -> dict[str, str]:
     return dict(Component.objects.values_list("code", "name"))
+
+
+def occupation_names() -> dict[str, str]:
+    return dict(Occupation.objects.values_list("code", "name"))
 
 
 def case_list(*, user, status: str = "", plan: int | str | None = None) -> QuerySet[Case]:

@@ -40,3 +40,20 @@ def on_postgresql(db):
 
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (set DATABASE_URL; .ci/run does)")
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args():
+    """Playwright drives Debian's chromium (never `playwright install`; RECIPES.md)."""
+    return {
+        "executable_path": "/usr/bin/chromium",
+        "args": [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }

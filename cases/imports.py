@@ -1,0 +1,997 @@
+"""Bulk registration of candidates with their held certificates from an XLSX file.
+
+The file format is the one `template_workbook()` produces (it is the contract, and the
+template's 说明 sheet documents it): sheet 考生, the header in row 1, one candidate per
+row, and up to CERT_SLOTS held certificates in column groups 证书1…, 证书2…. A file
+without a sheet named 考生 is read from its first sheet.
+
+All-or-nothing per file. The whole file is read and validated first with the rules of
+cases.services and cases.validators (parse_id_number, held_certificate_problems, each
+model's full_clean), collecting every problem as (row as shown in Excel, column header,
+reason in Chinese). Only a clean file is written: in one transaction, with bulk inserts
+and one audit event per candidate (`candidate.create`) and per certificate
+(`held_certificate.create`) carrying the same field snapshots the single-create services
+record. Existing ID and certificate numbers are fetched with a few `IN` queries, never
+one query per row, so 5,000 rows take seconds (bench/bench_import.py).
+
+Jobs: `import_job_create` stores the upload and queues `cases.tasks.candidate_import_run`
+on commit; `import_job_run` (the task body) claims the job, validates and writes.
+"""
+
+import logging
+import re
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from io import BytesIO
+from typing import Any
+from uuid import uuid4
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from openpyxl import Workbook, load_workbook
+from openpyxl.comments import Comment
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.datavalidation import DataValidation
+
+from audit.services import Event, audit_record_many, event_for, snapshot
+from catalog.models import Occupation, QualificationType
+from catalog.recognition import add_years
+
+from .models import (
+    Candidate,
+    Education,
+    HeldCertificate,
+    ImportJob,
+    ImportJobStatus,
+    WorkExperience,
+)
+from .roles import Role
+from .services import CANDIDATE_FIELDS, HELD_FIELDS, held_certificate_problems, require_role
+from .validators import parse_id_number
+
+logger = logging.getLogger(__name__)
+
+SHEET_TITLE = "考生"
+HELP_TITLE = "说明"
+CERT_SLOTS = 2
+
+NAME, ID_NUMBER, PHONE, EDUCATION = "姓名", "身份证号码", "联系电话", "文化程度"
+# Occupation codes are the catalog's stable interface (catalog migration 0002).
+WORK_YEARS_COLUMNS = {"电工从业年限": "6-31-01-03", "焊工从业年限": "6-18-02-04"}
+CERT_PARTS = ("类型代码", "编号", "发证机关", "发证日期", "有效期至", "下次复审日期")
+OPTIONAL_CERT_PARTS = ("有效期至", "下次复审日期")
+
+
+def cert_column(slot: int, part: str) -> str:
+    return f"证书{slot}{part}"
+
+
+COLUMNS = [
+    NAME,
+    ID_NUMBER,
+    PHONE,
+    EDUCATION,
+    *WORK_YEARS_COLUMNS,
+    *(cert_column(slot, part) for slot in range(1, CERT_SLOTS + 1) for part in CERT_PARTS),
+]
+_COLUMN_ORDER = {name: index for index, name in enumerate(COLUMNS)}
+
+# Which column a model field's error belongs to. Sex and birth date come from the ID.
+CANDIDATE_FIELD_COLUMNS = {
+    "id_number": ID_NUMBER,
+    "sex": ID_NUMBER,
+    "birth_date": ID_NUMBER,
+    "name": NAME,
+    "phone": PHONE,
+    "education": EDUCATION,
+}
+HELD_FIELD_PARTS = {
+    "qualification_type": "类型代码",
+    "number": "编号",
+    "issuer_name": "发证机关",
+    "issue_date": "发证日期",
+    "expiry_date": "有效期至",
+    "review_due_date": "下次复审日期",
+}
+
+NOT_XLSX = "文件不是有效的 XLSX 工作簿"
+# A legitimate sheet of IMPORT_MAX_ROWS rows unpacks to tens of MB; far more is a zip bomb.
+MAX_UNPACKED_RATIO = 20
+PROGRESS_EVERY = 500
+BATCH_SIZE = 500
+# IN-list chunk: below SQLite's historical 999-parameter limit.
+LOOKUP_CHUNK = 900
+
+_DATE_RE = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?$")
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One problem: `row` as numbered in Excel (None for the whole file), the column
+    header ("" for the whole file or row), the reason in Chinese."""
+
+    row: int | None
+    column: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"row": self.row, "column": self.column, "message": self.message}
+
+
+@dataclass
+class ImportResult:
+    total_rows: int = 0
+    created: int = 0
+    held_created: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class FileProblem(Exception):
+    """The file as a whole cannot be imported (not XLSX, too large, too many rows)."""
+
+    def __init__(self, message: str, row: int | None = None, column: str = ""):
+        super().__init__(message)
+        self.errors = [RowError(row, column, message)]
+
+
+class CellProblem(Exception):
+    pass
+
+
+@dataclass
+class _Row:
+    excel_row: int
+    candidate: Candidate
+    work_years: dict[str, Decimal]
+    work: list[WorkExperience]
+    held: list[HeldCertificate]
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+# Template -----------------------------------------------------------------------------
+
+_HEADER_NOTES = {
+    NAME: "必填，与身份证一致",
+    ID_NUMBER: "必填，18位，末位可为X。请保持文本格式，数字格式会丢失末几位。"
+    "出生日期和性别由身份证号码得出",
+    PHONE: "必填，11位手机号码或带区号的固定电话",
+    EDUCATION: "必填，从下拉列表选择",
+    **dict.fromkeys(WORK_YEARS_COLUMNS, "本职业从业年限（年），可留空或填小数，如 2.5"),
+}
+
+
+def template_workbook() -> bytes:
+    """The downloadable template: sheet 考生 (headers with notes, dropdowns for 文化程度
+    and 证书类型代码, text format for numbers that must keep their digits) and sheet
+    说明 (the rules, the allowed values and an example)."""
+    qtypes = list(QualificationType.objects.order_by("code"))
+    wb = Workbook()
+    ws = wb.active
+    ws.title = SHEET_TITLE
+    help_ws = wb.create_sheet(HELP_TITLE)
+
+    header_fill = PatternFill("solid", fgColor="DDEBF7")
+    cert_fill = PatternFill("solid", fgColor="FCE4D6")
+    for index, column in enumerate(COLUMNS, start=1):
+        cell = ws.cell(row=1, column=index, value=column)
+        cell.font = Font(bold=True)
+        cell.fill = cert_fill if column.startswith("证书") else header_fill
+        cell.alignment = Alignment(horizontal="center")
+        note = _HEADER_NOTES.get(column) or _cert_note(column)
+        cell.comment = Comment(note, "一试多证")
+        letter = get_column_letter(index)
+        ws.column_dimensions[letter].width = max(12, len(column) * 2 + 4)
+        if column in {ID_NUMBER, PHONE} or column.endswith("编号"):
+            # Column style, not cell style: new cells typed in Excel become text, and no
+            # empty styled cells enlarge the sheet's dimension.
+            ws.column_dimensions[letter].number_format = "@"
+        elif column.endswith(("日期", "有效期至")):
+            ws.column_dimensions[letter].number_format = "yyyy-mm-dd"
+    ws.column_dimensions[get_column_letter(COLUMNS.index(ID_NUMBER) + 1)].width = 22
+    ws.freeze_panes = "C2"
+
+    # 说明 sheet: rules, then the value lists the dropdowns refer to.
+    lines = [
+        "考生批量登记模板（一试多证）",
+        "",
+        f"1. 在「{SHEET_TITLE}」工作表中每行填写一名考生，第1行为表头，请勿修改或删除表头。",
+        "2. 出生日期和性别由身份证号码自动得出，无需填写。",
+        f"3. 每名考生最多填写 {CERT_SLOTS} 本已持证书（证书1…、证书2…各列）；没有证书的留空整组。",
+        "4. 证书编号须符合证书类型的编号规则；特种作业操作证编号为 T + 持证人身份证号码。",
+        "5. 有效期至可留空，按证书类型的有效期自动计算；下次复审日期可留空。",
+        "6. 日期格式：2024-03-15（也接受 2024/3/15、2024年3月15日）。",
+        "7. 整个文件全部通过校验才会导入；有任何错误时不写入任何数据，"
+        "错误报告列出行号、列名和原因。",
+        f"8. 单个文件最多 {settings.IMPORT_MAX_ROWS} 行考生，"
+        f"不超过 {settings.IMPORT_MAX_BYTES // (1024 * 1024)} MB。",
+        "",
+    ]
+    for line in lines:
+        help_ws.append([line])
+    help_ws["A1"].font = Font(bold=True, size=14)
+    help_ws.column_dimensions["A"].width = 24
+    help_ws.column_dimensions["B"].width = 44
+    help_ws.column_dimensions["C"].width = 60
+
+    help_ws.append(["文化程度（可选值）"])
+    help_ws.cell(row=help_ws.max_row, column=1).font = Font(bold=True)
+    education_first = help_ws.max_row + 1
+    for label in Education.labels:
+        help_ws.append([label])
+    education_last = help_ws.max_row
+    help_ws.append([])
+    help_ws.append(["证书类型代码", "名称", "证书编号规则"])
+    for cell in help_ws[help_ws.max_row]:
+        cell.font = Font(bold=True)
+    codes_first = help_ws.max_row + 1
+    for qtype in qtypes:
+        help_ws.append([qtype.code, qtype.name, qtype.number_format])
+    codes_last = help_ws.max_row
+    help_ws.append([])
+    help_ws.append(["示例（请在「考生」工作表中填写，勿在此处填写）"])
+    help_ws.cell(row=help_ws.max_row, column=1).font = Font(bold=True)
+    example_id = "110105199005170011"
+    help_ws.append(COLUMNS[:12])
+    help_ws.append(
+        [
+            "张三",
+            example_id,
+            "13800138000",
+            "高中/中专/技校",
+            3,
+            0.5,
+            "MEM-ELEC-LV",
+            f"T{example_id}",
+            "北京市朝阳区应急管理局",
+            "2024-03-15",
+            "",
+            "",
+        ]
+    )
+
+    limit = max(settings.IMPORT_MAX_ROWS, 1) + 1
+    education_rule = DataValidation(
+        type="list",
+        formula1=f"'{HELP_TITLE}'!$A${education_first}:$A${education_last}",
+        allow_blank=True,
+        showErrorMessage=True,
+        errorTitle="文化程度",
+        error="请从下拉列表中选择",
+    )
+    letter = get_column_letter(COLUMNS.index(EDUCATION) + 1)
+    education_rule.add(f"{letter}2:{letter}{limit}")
+    ws.add_data_validation(education_rule)
+    if qtypes:
+        code_rule = DataValidation(
+            type="list",
+            formula1=f"'{HELP_TITLE}'!$A${codes_first}:$A${codes_last}",
+            allow_blank=True,
+            showErrorMessage=True,
+            errorTitle="证书类型代码",
+            error="请从下拉列表中选择证书类型代码",
+        )
+        for slot in range(1, CERT_SLOTS + 1):
+            letter = get_column_letter(COLUMNS.index(cert_column(slot, "类型代码")) + 1)
+            code_rule.add(f"{letter}2:{letter}{limit}")
+        ws.add_data_validation(code_rule)
+
+    buffer = BytesIO()
+    wb.save(buffer)
+    return buffer.getvalue()
+
+
+def _cert_note(column: str) -> str:
+    part = column[3:]
+    return {
+        "类型代码": "证书类型代码，从下拉列表选择，如 MEM-ELEC-LV；无证书则整组留空",
+        "编号": "证书编号，须符合该类型的编号规则（见「说明」）",
+        "发证机关": "发证机关全称",
+        "发证日期": "日期，如 2024-03-15",
+        "有效期至": "可留空：按证书类型的有效期自动计算",
+        "下次复审日期": "可留空",
+    }.get(part, "")
+
+
+# Reading cells ------------------------------------------------------------------------
+
+
+def _is_blank(value) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _text(value) -> str:
+    """A cell as text. Whole numbers are accepted (a phone typed as a number)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (bool, datetime | date)):
+        raise CellProblem("应为文本")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    raise CellProblem("应为文本")
+
+
+def _id_text(value) -> str:
+    # Excel keeps 15 significant digits: an 18-digit ID stored as a number has lost its
+    # last digits, which no check digit can recover.
+    if isinstance(value, float):
+        raise CellProblem("身份证号码须以文本格式填写（数字格式会丢失末几位）")
+    return _text(value)
+
+
+def _decimal(value) -> Decimal | None:
+    if _is_blank(value):
+        return None
+    if isinstance(value, (bool, datetime | date)):
+        raise CellProblem("应为数字（年），如 3 或 2.5")
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise CellProblem("应为数字（年），如 3 或 2.5") from None
+    if not number.is_finite():
+        raise CellProblem("应为数字（年），如 3 或 2.5")
+    return number
+
+
+def _date(value) -> date | None:
+    if _is_blank(value):
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        match = _DATE_RE.match(value.strip())
+        if match:
+            try:
+                return date(*(int(part) for part in match.groups()))
+            except ValueError:
+                raise CellProblem(f"{value.strip()} 不是有效的日期") from None
+    raise CellProblem("应为日期，如 2024-03-15")
+
+
+# Opening the workbook -----------------------------------------------------------------
+
+
+def _read_bytes(file) -> bytes:
+    limit = settings.IMPORT_MAX_BYTES
+    if isinstance(file, bytes | bytearray):
+        data = bytes(file)
+    else:
+        if hasattr(file, "seek"):
+            file.seek(0)
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise FileProblem(f"文件不能超过 {limit // (1024 * 1024)} MB")
+    return data
+
+
+def _open_workbook(data: bytes):
+    if not data.startswith(b"PK") or not zipfile.is_zipfile(BytesIO(data)):
+        raise FileProblem(NOT_XLSX)
+    try:
+        with zipfile.ZipFile(BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise FileProblem(NOT_XLSX) from None
+    if unpacked > max(settings.IMPORT_MAX_BYTES, 1024 * 1024) * MAX_UNPACKED_RATIO:
+        raise FileProblem(f"{NOT_XLSX}（解压后过大）")
+    try:
+        # read_only streams rows; data_only gives formulas' cached values.
+        return load_workbook(BytesIO(data), read_only=True, data_only=True, keep_links=False)
+    except Exception:  # openpyxl raises many types on malformed parts
+        logger.info("upload is not a readable XLSX workbook", exc_info=True)
+        raise FileProblem(NOT_XLSX) from None
+
+
+def _data_sheet(workbook):
+    if SHEET_TITLE in workbook.sheetnames:
+        return workbook[SHEET_TITLE]
+    sheets = [ws for ws in workbook.worksheets if ws.title != HELP_TITLE]
+    if not sheets:
+        raise FileProblem(f"工作簿中没有名为「{SHEET_TITLE}」的工作表")
+    return sheets[0]
+
+
+def _check_row_limit(sheet) -> int | None:
+    """Refuse an oversized sheet from its recorded dimension, before parsing any row.
+
+    Returns the estimated number of data rows (None when the writer recorded no
+    dimension). Afterwards the recorded dimension is dropped: in read-only mode openpyxl
+    stops at the recorded last row, and a writer that recorded too few rows must not make
+    us import part of a file silently. Rows are then counted while reading."""
+    limit = settings.IMPORT_MAX_ROWS
+    recorded = sheet.max_row
+    if recorded is not None and recorded - 1 > limit:
+        raise FileProblem(
+            f"工作表共 {recorded} 行（含表头），超过单次导入上限 {limit} 行；"
+            "请删除多余的空行或拆分后分批导入"
+        )
+    sheet.reset_dimensions()
+    return max(recorded - 1, 0) if recorded is not None else None
+
+
+def _header_map(header: tuple) -> tuple[dict[str, int], list[RowError]]:
+    positions: dict[str, int] = {}
+    errors = []
+    for index, value in enumerate(header):
+        name = str(value).strip() if value is not None else ""
+        if not name:
+            continue
+        if name in positions and name in _COLUMN_ORDER:
+            errors.append(RowError(1, name, "表头重复"))
+            continue
+        positions.setdefault(name, index)
+    for name in COLUMNS:
+        if name not in positions:
+            errors.append(RowError(1, name, f"缺少必需的列「{name}」（请使用系统提供的模板）"))
+    return positions, errors
+
+
+# Validation ---------------------------------------------------------------------------
+
+_EMPTY_CODES = {"blank", "null", "required"}
+
+
+def _field_errors(exc: ValidationError) -> Iterator[tuple[str | None, str | None, str]]:
+    """(field, code, message) of a model's ValidationError."""
+    if hasattr(exc, "error_dict"):
+        for name, errors in exc.error_dict.items():
+            for error in errors:
+                for message in error.messages:
+                    yield name, error.code, message
+    else:
+        for error in exc.error_list:
+            for message in error.messages:
+                yield None, error.code, message
+
+
+class _Validator:
+    """Validates rows one by one, remembering the ID and certificate numbers seen so far
+    (duplicates within the file), then the whole file against the database."""
+
+    def __init__(self, actor):
+        self.actor = actor
+        self.errors: list[RowError] = []
+        self.rows: list[_Row] = []
+        self.qtypes = {q.code: q for q in QualificationType.objects.all()}
+        self.occupations = {
+            o.code: o for o in Occupation.objects.filter(code__in=WORK_YEARS_COLUMNS.values())
+        }
+        self.education = {label: value for value, label in Education.choices}
+        self.education.update({value: value for value in Education.values})
+        self.id_rows: dict[str, int] = {}
+        # (qualification type id, number) -> (row, column) where first seen
+        self.number_cells: dict[tuple[int, str], tuple[int, str]] = {}
+        self._years_checked: dict[str, ValidationError | None] = {}
+
+    def error(self, row: int | None, column: str, message: str) -> None:
+        self.errors.append(RowError(row, column, message))
+
+    def model_errors(self, row: int, exc: ValidationError, column_for) -> None:
+        for name, code, message in _field_errors(exc):
+            column = column_for(name)
+            self.error(row, column, f"请填写{column}" if code in _EMPTY_CODES else message)
+
+    def work_years_problems(self, years: Decimal) -> ValidationError | None:
+        """WorkExperience's field rules for `years`. A file repeats a handful of values,
+        so each distinct value is checked once (the rules depend on the value alone).
+        Keyed by text: Decimal("3") == Decimal("3.00"), but only one has two places."""
+        key = str(years)
+        if key not in self._years_checked:
+            try:
+                WorkExperience(years=years).full_clean(
+                    exclude=["candidate", "occupation"],
+                    validate_unique=False,
+                    validate_constraints=False,
+                )
+            except ValidationError as exc:
+                self._years_checked[key] = exc
+            else:
+                self._years_checked[key] = None
+        return self._years_checked[key]
+
+    def row(self, excel_row: int, cells: dict[str, Any]) -> None:
+        errors_before = len(self.errors)
+        failed: set[str] = set()
+
+        def cell(column: str, convert):
+            try:
+                return convert(cells.get(column))
+            except CellProblem as exc:
+                self.error(excel_row, column, str(exc))
+                failed.add(column)
+                return None
+
+        name = cell(NAME, _text) or ""
+        raw_id = cell(ID_NUMBER, _id_text) or ""
+        phone = cell(PHONE, _text) or ""
+        education_text = cell(EDUCATION, _text) or ""
+
+        number, birth, sex = raw_id.upper(), None, ""
+        if ID_NUMBER not in failed:
+            if not raw_id:
+                self.error(excel_row, ID_NUMBER, f"请填写{ID_NUMBER}")
+                failed.add(ID_NUMBER)
+            else:
+                try:
+                    number, birth, sex = parse_id_number(raw_id)
+                except ValidationError as exc:
+                    for message in exc.messages:
+                        self.error(excel_row, ID_NUMBER, message)
+                    failed.add(ID_NUMBER)
+        education = self.education.get(education_text, education_text)
+        if education_text and education not in Education.values:
+            self.error(excel_row, EDUCATION, f"文化程度应为以下之一：{'、'.join(Education.labels)}")
+            failed.add(EDUCATION)
+
+        # Built as candidate_create builds it, and checked by the model's own field rules.
+        # Foreign keys are left out of full_clean: validating one is a query per row, and
+        # the values are the actor and catalog rows fetched once above.
+        candidate = Candidate(
+            id_number=number,
+            name=name,
+            sex=sex,
+            birth_date=birth,
+            phone=phone,
+            education=education,
+            created_by=self.actor,
+        )
+        exclude = {"created_by", "photo"}
+        exclude.update(f for f, column in CANDIDATE_FIELD_COLUMNS.items() if column in failed)
+        try:
+            candidate.full_clean(exclude=exclude, validate_unique=False, validate_constraints=False)
+        except ValidationError as exc:
+            self.model_errors(excel_row, exc, lambda f: CANDIDATE_FIELD_COLUMNS.get(f, NAME))
+
+        if ID_NUMBER not in failed:
+            first = self.id_rows.setdefault(number, excel_row)
+            if first != excel_row:
+                self.error(excel_row, ID_NUMBER, f"身份证号码与第 {first} 行重复")
+
+        work_years: dict[str, Decimal] = {}
+        work = []
+        for column, code in WORK_YEARS_COLUMNS.items():
+            years = cell(column, _decimal)
+            if years is None:
+                continue
+            occupation = self.occupations.get(code)
+            if occupation is None:
+                self.error(excel_row, column, f"未知的职业编码：{code}")
+                continue
+            problems = self.work_years_problems(years)
+            if problems is not None:
+                self.model_errors(excel_row, problems, lambda f, column=column: column)
+                continue
+            experience = WorkExperience(candidate=candidate, occupation=occupation, years=years)
+            work_years[code] = years
+            work.append(experience)
+
+        held = []
+        for slot in range(1, CERT_SLOTS + 1):
+            certificate = self.certificate(excel_row, slot, cells, candidate, failed)
+            if certificate is not None:
+                held.append(certificate)
+        if len(self.errors) == errors_before:
+            self.rows.append(_Row(excel_row, candidate, work_years, work, held))
+
+    def certificate(
+        self, excel_row: int, slot: int, cells: dict, candidate: Candidate, failed: set[str]
+    ) -> HeldCertificate | None:
+        columns = {part: cert_column(slot, part) for part in CERT_PARTS}
+        if all(_is_blank(cells.get(column)) for column in columns.values()):
+            return None  # no certificate in this slot
+
+        def cell(part: str, convert):
+            try:
+                return convert(cells.get(columns[part]))
+            except CellProblem as exc:
+                self.error(excel_row, columns[part], str(exc))
+                failed.add(columns[part])
+                return None
+
+        errors_before = len(self.errors)
+        code = (cell("类型代码", _text) or "").upper()
+        # Normalised as held_certificate_create normalises it.
+        number = (cell("编号", _text) or "").upper()
+        issuer_name = cell("发证机关", _text) or ""
+        issue_date = cell("发证日期", _date)
+        expiry_date = cell("有效期至", _date)
+        review_due_date = cell("下次复审日期", _date)
+
+        qtype = self.qtypes.get(code)
+        if columns["类型代码"] not in failed and qtype is None:
+            # held_certificate_create's message for an unknown code.
+            message = f"未知的证书类型代码：{code}" if code else f"请填写{columns['类型代码']}"
+            self.error(excel_row, columns["类型代码"], message)
+        # Without a valid ID only the number's format can be checked, not the holder.
+        if (
+            qtype is not None
+            and number
+            and (ID_NUMBER not in failed or not qtype.number_matches(number))
+        ):
+            for message in held_certificate_problems(candidate, qtype, number):
+                self.error(excel_row, columns["编号"], message)
+
+        if expiry_date is None and issue_date and qtype is not None:
+            # held_certificate_create's default: the type's validity from the issue date.
+            expiry_date = add_years(issue_date, qtype.validity_years) - timedelta(days=1)
+        held = HeldCertificate(
+            candidate=candidate,
+            qualification_type=qtype,
+            number=number,
+            issuer_name=issuer_name,
+            issue_date=issue_date,
+            expiry_date=expiry_date,
+            review_due_date=review_due_date,
+        )
+        exclude = {"candidate", "qualification_type", "verified_by"}
+        exclude.update(f for f, part in HELD_FIELD_PARTS.items() if columns[part] in failed)
+        if expiry_date is None:
+            exclude.add("expiry_date")  # optional in the file; no default without a type
+        try:
+            held.full_clean(exclude=exclude, validate_unique=False, validate_constraints=False)
+        except ValidationError as exc:
+            self.model_errors(
+                excel_row, exc, lambda f: columns[HELD_FIELD_PARTS.get(f, "类型代码")]
+            )
+        if expiry_date and issue_date and expiry_date < issue_date:
+            self.error(excel_row, columns["有效期至"], "有效期至不能早于发证日期")
+
+        if qtype is not None and number:
+            first_row, first_column = self.number_cells.setdefault(
+                (qtype.pk, number), (excel_row, columns["编号"])
+            )
+            if first_row != excel_row:
+                self.error(excel_row, columns["编号"], f"证书编号 {number} 与第 {first_row} 行重复")
+            elif first_column != columns["编号"]:
+                self.error(
+                    excel_row, columns["编号"], f"证书编号 {number} 与本行「{first_column}」重复"
+                )
+        return held if len(self.errors) == errors_before else None
+
+    def against_database(self) -> None:
+        """ID and certificate numbers already registered: a few IN queries in all."""
+        for chunk in _chunks(list(self.id_rows), LOOKUP_CHUNK):
+            registered = Candidate.objects.filter(id_number__in=chunk).values_list(
+                "id_number", flat=True
+            )
+            for number in registered:
+                self.error(self.id_rows[number], ID_NUMBER, "该身份证号码已登记")
+        numbers = sorted({number for _, number in self.number_cells})
+        for chunk in _chunks(numbers, LOOKUP_CHUNK):
+            registered = HeldCertificate.objects.filter(number__in=chunk).values_list(
+                "qualification_type_id", "number"
+            )
+            for key in registered:
+                if key in self.number_cells:
+                    row, column = self.number_cells[key]
+                    # held_certificate_create's message.
+                    self.error(row, column, f"证书编号 {key[1]} 已登记")
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _error_order(error: RowError) -> tuple[int, int]:
+    return (error.row or 0, _COLUMN_ORDER.get(error.column, -1))
+
+
+def _validate(file, *, actor, on_progress: ProgressCallback | None) -> tuple[ImportResult, list]:
+    """Read and check the whole file. Returns the result (with every error found) and,
+    when there is none, the rows ready to write."""
+    result = ImportResult()
+    try:
+        workbook = _open_workbook(_read_bytes(file))
+    except FileProblem as exc:
+        result.errors = exc.errors
+        return result, []
+    try:
+        validator, total = _validate_sheet(workbook, actor, on_progress)
+    except FileProblem as exc:
+        result.errors = exc.errors
+        return result, []
+    finally:
+        workbook.close()  # read-only mode keeps the archive open until closed
+    result.total_rows = total
+    result.errors = sorted(validator.errors, key=_error_order)
+    return result, validator.rows if result.ok else []
+
+
+def _validate_sheet(workbook, actor, on_progress) -> tuple[_Validator, int]:
+    sheet = _data_sheet(workbook)
+    estimate = _check_row_limit(sheet)
+    limit = settings.IMPORT_MAX_ROWS
+    rows = sheet.iter_rows(values_only=True)
+    header = next(rows, None)
+    if header is None:
+        raise FileProblem(f"工作表「{sheet.title}」是空的；请使用系统提供的模板")
+    positions, header_errors = _header_map(header)
+    if header_errors:
+        validator = _Validator(actor)
+        validator.errors = header_errors
+        return validator, 0
+    indexes = [(name, positions[name]) for name in COLUMNS]
+    validator = _Validator(actor)
+    total = 0
+    for excel_row, values in enumerate(rows, start=2):
+        if all(_is_blank(value) for value in values):
+            continue
+        total += 1
+        if total > limit:
+            # Reached only when the writer recorded no dimension (see _check_row_limit).
+            raise FileProblem(f"数据行超过单次导入上限 {limit} 行；请拆分后分批导入")
+        width = len(values)
+        validator.row(excel_row, {name: values[i] if i < width else None for name, i in indexes})
+        if on_progress and total % PROGRESS_EVERY == 0:
+            on_progress(total, max(estimate or 0, total))
+    if total == 0:
+        raise FileProblem("文件中没有考生数据（自第 2 行起每行填写一名考生）")
+    validator.against_database()
+    if on_progress:
+        on_progress(total, total)
+    return validator, total
+
+
+# Writing ------------------------------------------------------------------------------
+
+
+def _created(instance, fields: list[str]) -> dict:
+    return {k: {"before": None, "after": v} for k, v in snapshot(instance, fields).items()}
+
+
+def _write(rows: list[_Row], *, actor) -> tuple[int, int]:
+    """Insert the validated rows and their audit events; the caller holds the transaction."""
+    Candidate.objects.bulk_create([row.candidate for row in rows], batch_size=BATCH_SIZE)
+    # Children were built with the unsaved candidate; bulk_create now takes its new pk.
+    WorkExperience.objects.bulk_create([w for row in rows for w in row.work], batch_size=BATCH_SIZE)
+    held = [h for row in rows for h in row.held]
+    HeldCertificate.objects.bulk_create(held, batch_size=BATCH_SIZE)
+    events: list[Event] = []
+    for row in rows:
+        # The same changes candidate_create and held_certificate_create record.
+        changes = _created(row.candidate, CANDIDATE_FIELDS)
+        if row.work_years:
+            changes["work_years"] = {
+                "before": None,
+                "after": {code: str(years) for code, years in sorted(row.work_years.items())},
+            }
+        events.append(event_for(row.candidate, "candidate.create", changes=changes))
+        events.extend(
+            event_for(h, "held_certificate.create", changes=_created(h, HELD_FIELDS))
+            for h in row.held
+        )
+    audit_record_many(actor=actor, events=events)
+    return len(rows), len(held)
+
+
+def candidate_import(
+    *,
+    actor,
+    file,
+    on_progress: ProgressCallback | None = None,
+    on_written: Callable[[ImportResult], None] | None = None,
+) -> ImportResult:
+    """Register every candidate of an XLSX file (bytes or a file object), or none.
+
+    Preconditions: `actor` is a coordinator (PermissionDenied otherwise). Reads and
+    validates the whole file first, outside any transaction, calling
+    `on_progress(rows_checked, rows_expected)` every PROGRESS_EVERY rows. With any error
+    returns them all and writes nothing. Otherwise inserts candidates, work experience,
+    held certificates and their audit events in one durable transaction (which holds the
+    audit chain head lock until it commits) and calls `on_written(result)` inside it, so
+    a caller can record the outcome atomically with the rows. Not idempotent: the same
+    file again reports every ID number as already registered.
+    """
+    require_role(actor, Role.COORDINATOR)
+    with translation.override("zh-hans"):
+        result, rows = _validate(file, actor=actor, on_progress=on_progress)
+        if not result.ok:
+            return result
+        try:
+            with transaction.atomic(durable=True):
+                result.created, result.held_created = _write(rows, actor=actor)
+                if on_written is not None:
+                    on_written(result)
+        except IntegrityError:
+            # Someone registered one of these numbers between validation and write.
+            logger.info("candidate import hit a concurrent registration", exc_info=True)
+            result.created = result.held_created = 0
+            result.errors = [
+                RowError(
+                    None,
+                    "",
+                    "写入时发现身份证号码或证书编号已被其他操作登记，未写入任何数据；"
+                    "请重新导入以查看具体的行",
+                )
+            ]
+    return result
+
+
+# Jobs ---------------------------------------------------------------------------------
+
+
+def import_job_create(*, actor, file, name: str = "") -> ImportJob:
+    """Store an uploaded file and queue its import. Coordinators only.
+
+    Refuses a file over IMPORT_MAX_BYTES at once (ValidationError); everything else is
+    found by the task and recorded on the job. The task is queued with
+    transaction.on_commit, so a worker never sees a job that was rolled back.
+    """
+    require_role(actor, Role.COORDINATOR)
+    limit = settings.IMPORT_MAX_BYTES
+    if isinstance(file, bytes | bytearray):
+        file = ContentFile(bytes(file), name=name or "import.xlsx")
+    if file.size > limit:
+        raise ValidationError({"file": [f"文件不能超过 {limit // (1024 * 1024)} MB"]})
+    with transaction.atomic(durable=True):
+        job = ImportJob(
+            uploaded_by=actor, original_name=(name or getattr(file, "name", "") or "")[:255]
+        )
+        # A random stored name; the uploader's name is kept for display only.
+        job.file.save(f"{uuid4().hex}.xlsx", file, save=False)
+        job.save()
+        job_id = job.pk
+        transaction.on_commit(lambda: _dispatch(job_id))
+    return job
+
+
+def _dispatch(job_id: int) -> None:
+    from .tasks import candidate_import_run  # tasks imports this module
+
+    # The soft limit lets the task record a timeout on the job before the hard limit
+    # kills it; the hard limit is the global CELERY_TASK_TIME_LIMIT.
+    hard = settings.CELERY_TASK_TIME_LIMIT
+    candidate_import_run.apply_async(args=[job_id], soft_time_limit=max(hard - 30, hard * 0.9))
+
+
+class _ClaimLost(Exception):
+    pass
+
+
+def import_job_run(*, job_id: int) -> bool:
+    """Run an import job; the body of the candidate_import_run task.
+
+    Idempotent: claims the job with a conditional UPDATE (pending -> running) and returns
+    False without doing anything when the claim fails (already running or finished). A
+    job left `running` longer than the task time limit by a lost worker can be claimed
+    again: its write was one transaction, so a dead run wrote nothing. The final UPDATE
+    is fenced on this run's claim and sits inside the write transaction, so rows are
+    written at most once and a succeeded job always has its rows.
+
+    Progress: `processed_rows` counts rows validated, committed in short autocommit
+    UPDATEs every PROGRESS_EVERY rows so pollers see it. The write itself is one
+    transaction and cannot report progress that others could see (on SQLite not even
+    from a second connection: the writer holds the database lock), so the page shows
+    "writing" while processed_rows == total_rows and the job is still running; for the
+    5,000-row bench that phase lasts about a second.
+    """
+    claimed_at = timezone.now()
+    stale = claimed_at - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    claimed = (
+        ImportJob.objects.filter(pk=job_id)
+        .filter(
+            Q(status=ImportJobStatus.PENDING)
+            | Q(status=ImportJobStatus.RUNNING, started_at__lt=stale)
+        )
+        .update(
+            status=ImportJobStatus.RUNNING,
+            started_at=claimed_at,
+            processed_rows=0,
+            total_rows=0,
+            errors=[],
+        )
+    )
+    if claimed != 1:
+        return False
+    job = ImportJob.objects.select_related("uploaded_by").get(pk=job_id)
+    owned = ImportJob.objects.filter(
+        pk=job_id, status=ImportJobStatus.RUNNING, started_at=claimed_at
+    )
+
+    def progress(processed: int, total: int) -> None:
+        owned.update(processed_rows=processed, total_rows=total)
+
+    def written(result: ImportResult) -> None:
+        done = owned.update(
+            status=ImportJobStatus.SUCCEEDED,
+            total_rows=result.total_rows,
+            processed_rows=result.total_rows,
+            created_count=result.created,
+            finished_at=timezone.now(),
+        )
+        if done != 1:
+            raise _ClaimLost  # rolls the write back: another run owns this job now
+
+    try:
+        with job.file.open("rb") as handle:
+            data = handle.read(settings.IMPORT_MAX_BYTES + 1)
+        result = candidate_import(
+            actor=job.uploaded_by, file=data, on_progress=progress, on_written=written
+        )
+    except _ClaimLost:
+        return False
+    except PermissionDenied as exc:
+        result = ImportResult(errors=[RowError(None, "", str(exc))])
+    except SoftTimeLimitExceeded:
+        result = ImportResult(
+            errors=[RowError(None, "", "导入超时，未写入任何数据；请拆分文件后分批导入")]
+        )
+    except Exception:
+        logger.exception("candidate import job %s failed", job_id)
+        result = ImportResult(
+            errors=[RowError(None, "", "导入时发生系统错误，未写入任何数据；请联系系统管理员")]
+        )
+    if not result.ok:
+        owned.update(
+            status=ImportJobStatus.FAILED,
+            errors=[error.as_dict() for error in result.errors],
+            total_rows=result.total_rows,
+            processed_rows=result.total_rows,
+            created_count=0,
+            finished_at=timezone.now(),
+        )
+    return True
+
+
+def import_job_list(*, user, limit: int = 20):
+    """Recent jobs, newest first (every coordinator sees every job)."""
+    require_role(user, Role.COORDINATOR)
+    return ImportJob.objects.select_related("uploaded_by").defer("errors")[:limit]
+
+
+def import_job_progress(job: ImportJob) -> dict[str, Any]:
+    """The small JSON the job page polls (cases:import-job-progress) and renders first."""
+    total, processed = job.total_rows, job.processed_rows
+    error_count = len(job.errors)
+    if job.status == ImportJobStatus.PENDING:
+        message = _("排队等待处理…")
+    elif job.status == ImportJobStatus.SUCCEEDED:
+        message = _("导入成功：新登记考生 %(count)d 名") % {"count": job.created_count}
+    elif job.status == ImportJobStatus.FAILED:
+        message = _("导入失败：发现 %(count)d 个问题，未写入任何数据") % {"count": error_count}
+    elif total and processed >= total:
+        # The write is one transaction: nothing of it is visible until it commits.
+        message = _("校验通过，正在写入 %(total)d 名考生（全部写入或全部不写入）…") % {
+            "total": total
+        }
+    elif total:
+        message = _("正在校验：%(processed)d / %(total)d 行") % {
+            "processed": processed,
+            "total": total,
+        }
+    else:
+        message = _("正在读取文件…")
+    return {
+        "id": job.pk,
+        "status": job.status,
+        "status_display": job.get_status_display(),
+        "total_rows": total,
+        "processed_rows": processed,
+        "percent": job.progress_percent,
+        "created_count": job.created_count,
+        "error_count": error_count,
+        "finished": job.is_finished,
+        "message": str(message),
+    }

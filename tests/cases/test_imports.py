@@ -1,0 +1,715 @@
+"""Bulk registration from XLSX (cases.imports, cases.tasks, the pages and the API)."""
+
+import time
+import zipfile
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from io import BytesIO
+
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
+from openpyxl import Workbook, load_workbook
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet._reader import WorkSheetParser
+
+from audit.models import AuditEvent
+from cases import imports, services
+from cases.imports import COLUMNS, NOT_XLSX, RowError, candidate_import
+from cases.models import Candidate, HeldCertificate, ImportJob, ImportJobStatus, WorkExperience
+from cases.tasks import candidate_import_run
+
+from .factories import UserFactory, coordinator, make_id_number, register
+
+pytestmark = pytest.mark.django_db
+
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000") + b"\0" * 40
+
+
+@pytest.fixture
+def coord():
+    return coordinator()
+
+
+@pytest.fixture(autouse=True)
+def _media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+def person(id_number=None, *, certs=(), **cells):
+    """One data row as {column: value}; `certs` fill the 证书1…/证书2… groups."""
+    row = {
+        "姓名": "张三",
+        "身份证号码": id_number or make_id_number(),
+        "联系电话": "13800138000",
+        "文化程度": "高中/中专/技校",
+        "电工从业年限": 3,
+        "焊工从业年限": None,
+    }
+    for slot, cert in enumerate(certs, start=1):
+        for part, value in cert.items():
+            row[f"证书{slot}{part}"] = value
+    row.update(cells)
+    return row
+
+
+def mem_cert(id_number, code="MEM-ELEC-LV", **parts):
+    return {
+        "类型代码": code,
+        "编号": f"T{id_number}",
+        "发证机关": "北京市应急管理局",
+        "发证日期": datetime(2024, 3, 15),
+        **parts,
+    }
+
+
+def xlsx(rows, *, columns=COLUMNS, title="考生", write_only=False) -> bytes:
+    wb = Workbook(write_only=write_only)
+    ws = wb.create_sheet(title) if write_only else wb.active
+    if not write_only:
+        ws.title = title
+    ws.append(list(columns))
+    for row in rows:
+        ws.append([row.get(column) for column in columns])
+    buffer = BytesIO()
+    wb.save(buffer)
+    return buffer.getvalue()
+
+
+def errors_of(result):
+    return [(e.row, e.column, e.message) for e in result.errors]
+
+
+def assert_nothing_written():
+    assert Candidate.objects.count() == 0
+    assert HeldCertificate.objects.count() == 0
+    assert WorkExperience.objects.count() == 0
+    assert AuditEvent.objects.count() == 0
+
+
+# A clean file -------------------------------------------------------------------------
+
+
+def test_clean_file_registers_every_row_with_held_certificates_and_audit_events(coord):
+    first, second, third = (make_id_number(date(1990, 5, 17), s) for s in ("M", "F", "M"))
+    samr = {"类型代码": "SAMR-WELD", "编号": "TS20240001", "发证机关": "山西省市场监督管理局"}
+    rows = [
+        person(
+            first, certs=[mem_cert(first), {**samr, "发证日期": "2023-06-01"}], 焊工从业年限=2.5
+        ),
+        person(second, 姓名=" 欧阳娜娜 ", 文化程度="大专", certs=[mem_cert(second, "MEM-WELD-FC")]),
+        person(third, 电工从业年限=None, 联系电话=13900001111),
+    ]
+
+    result = candidate_import(actor=coord, file=xlsx(rows))
+
+    assert result.errors == []
+    assert (result.total_rows, result.created, result.held_created) == (3, 3, 3)
+    nana = Candidate.objects.get(id_number=second)
+    assert (nana.name, nana.sex, nana.birth_date, nana.education) == (
+        "欧阳娜娜",
+        "F",
+        date(1990, 5, 17),
+        "college",
+    )
+    assert nana.created_by == coord
+    assert Candidate.objects.get(id_number=third).phone == "13900001111"
+    held = HeldCertificate.objects.get(number=f"T{first}")
+    # The expiry defaults to the type's validity (6 years for MEM) as in the service.
+    assert (held.issue_date, held.expiry_date) == (date(2024, 3, 15), date(2030, 3, 14))
+    assert HeldCertificate.objects.get(number="TS20240001").issue_date == date(2023, 6, 1)
+    years = {
+        (w.candidate.id_number, w.occupation.code): w.years
+        for w in WorkExperience.objects.select_related("candidate", "occupation")
+    }
+    assert years == {
+        (first, "6-31-01-03"): Decimal("3.0"),
+        (first, "6-18-02-04"): Decimal("2.5"),
+        (second, "6-31-01-03"): Decimal("3.0"),
+    }
+    actions = list(AuditEvent.objects.order_by("seq").values_list("action", flat=True))
+    assert actions == [
+        "candidate.create",
+        "held_certificate.create",
+        "held_certificate.create",
+        "candidate.create",
+        "held_certificate.create",
+        "candidate.create",
+    ]
+    call_command("audit_verify")
+
+
+def test_audit_changes_match_the_single_create_services(coord):
+    single = register(coord, work_years={"6-31-01-03": "3"})
+    services.held_certificate_create(
+        actor=coord,
+        candidate=single,
+        qualification_type="MEM-ELEC-LV",
+        number=f"T{single.id_number}",
+        issuer_name="北京市应急管理局",
+        issue_date=date(2024, 3, 15),
+    )
+    number = make_id_number()
+    candidate_import(actor=coord, file=xlsx([person(number, certs=[mem_cert(number)])]))
+    imported = Candidate.objects.get(id_number=number)
+
+    def changes(action, instance_filter):
+        return AuditEvent.objects.get(action=action, **instance_filter).changes
+
+    one = changes("candidate.create", {"object_id": str(single.pk)})
+    bulk = changes("candidate.create", {"object_id": str(imported.pk)})
+    assert sorted(bulk) == sorted(one)
+    assert bulk["id_number"] == {"before": None, "after": number}
+    assert bulk["work_years"] == {"before": None, "after": {"6-31-01-03": "3"}}
+    held_one, held_bulk = (
+        AuditEvent.objects.filter(action="held_certificate.create")
+        .order_by("seq")
+        .values_list("changes", flat=True)
+    )
+    assert sorted(held_bulk) == sorted(held_one)
+    assert held_bulk["expiry_date"] == {"before": None, "after": "2030-03-14"}
+    assert held_bulk["verification"] == {"before": None, "after": "unverified"}
+
+
+def test_template_has_every_column_and_dropdowns_and_imports_once_filled(coord):
+    wb = load_workbook(BytesIO(imports.template_workbook()))
+    assert wb.sheetnames == ["考生", "说明"]
+    ws = wb["考生"]
+    assert [cell.value for cell in ws[1]] == COLUMNS
+    assert ws.max_row == 1
+    sqrefs = sorted(str(rule.sqref) for rule in ws.data_validations.dataValidation)
+    assert sqrefs == ["D2:D20001", "G2:G20001 M2:M20001"]
+    number = make_id_number()
+    for column, value in person(number, certs=[mem_cert(number)]).items():
+        ws.cell(row=2, column=COLUMNS.index(column) + 1, value=value)
+    buffer = BytesIO()
+    wb.save(buffer)
+
+    result = candidate_import(actor=coord, file=buffer.getvalue())
+
+    assert (result.errors, result.created, result.held_created) == ([], 1, 1)
+
+
+def test_template_download_is_an_xlsx_attachment(client, coord):
+    client.force_login(coord)
+    response = client.get(reverse("cases:candidate-import-template"))
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith(
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
+    assert response["Content-Disposition"].startswith("attachment; filename*=utf-8''")
+    assert load_workbook(BytesIO(response.content)).sheetnames == ["考生", "说明"]
+
+
+def test_blank_rows_are_skipped_and_row_numbers_are_excels(coord):
+    good = make_id_number()
+    rows = [person(good), {}, person("110105199001011234")]
+
+    result = candidate_import(actor=coord, file=xlsx(rows))
+
+    assert errors_of(result) == [(4, "身份证号码", "身份证号码校验位错误")]
+    assert result.total_rows == 2
+
+
+# Bad input: nothing written ------------------------------------------------------------
+
+
+def test_missing_columns_are_named_and_nothing_written(coord):
+    columns = [c for c in COLUMNS if c not in {"联系电话", "证书2发证日期"}]
+
+    result = candidate_import(actor=coord, file=xlsx([person()], columns=columns))
+
+    assert errors_of(result) == [
+        (1, "联系电话", "缺少必需的列「联系电话」（请使用系统提供的模板）"),
+        (1, "证书2发证日期", "缺少必需的列「证书2发证日期」（请使用系统提供的模板）"),
+    ]
+    assert_nothing_written()
+
+
+def test_wrong_types_are_reported_by_row_and_column_and_nothing_written(coord):
+    number, fourth = make_id_number(), make_id_number()
+    rows = [
+        person(number),  # a good row: written only if the whole file is good
+        person(110105199005170011.0),
+        person(电工从业年限="三年", 文化程度="博士"),
+        person(fourth, certs=[mem_cert(fourth, 发证日期="昨天")]),
+    ]
+
+    result = candidate_import(actor=coord, file=xlsx(rows))
+
+    assert errors_of(result) == [
+        (3, "身份证号码", "身份证号码须以文本格式填写（数字格式会丢失末几位）"),
+        (4, "文化程度", "文化程度应为以下之一：小学、初中、高中/中专/技校、大专、本科、研究生"),
+        (4, "电工从业年限", "应为数字（年），如 3 或 2.5"),
+        (5, "证书1发证日期", "应为日期，如 2024-03-15"),
+    ]
+    assert result.created == 0
+    assert_nothing_written()
+
+
+def test_field_rules_of_the_models_and_services_apply(coord):
+    number, other = make_id_number(), make_id_number()
+    rows = [
+        person(number, 姓名="", 联系电话="12345", 电工从业年限=-1),
+        person(
+            other,
+            certs=[
+                mem_cert(number),  # holder mismatch
+                {"类型代码": "XYZ", "编号": "1", "发证机关": "某局", "发证日期": "2024-01-01"},
+            ],
+        ),
+        person(
+            certs=[
+                {
+                    "类型代码": "SAMR-WELD",
+                    "编号": "TS20240002",
+                    "发证日期": "2024-02-30",
+                    "有效期至": "2020-01-01",
+                },
+                {
+                    "类型代码": "SAMR-WELD",
+                    "编号": "TS20240003",
+                    "发证机关": "某局",
+                    "发证日期": "2024-01-01",
+                    "有效期至": "2023-12-31",
+                },
+            ]
+        ),
+    ]
+
+    result = candidate_import(actor=coord, file=xlsx(rows))
+
+    assert errors_of(result) == [
+        (2, "姓名", "请填写姓名"),
+        (2, "联系电话", "请输入11位手机号码或带区号的固定电话"),
+        (2, "电工从业年限", "确保该值大于或等于0。"),
+        (3, "证书1编号", "特种作业操作证 · 低压电工作业的编号应为 T + 持证人身份证号码"),
+        (3, "证书2类型代码", "未知的证书类型代码：XYZ"),
+        (4, "证书1发证机关", "请填写证书1发证机关"),
+        (4, "证书1发证日期", "2024-02-30 不是有效的日期"),
+        (4, "证书2有效期至", "有效期至不能早于发证日期"),
+    ]
+    assert_nothing_written()
+
+
+def test_duplicate_id_numbers_within_the_file(coord):
+    number = make_id_number()
+
+    result = candidate_import(
+        actor=coord, file=xlsx([person(number), person(), person(number.lower())])
+    )
+
+    assert errors_of(result) == [(4, "身份证号码", "身份证号码与第 2 行重复")]
+    assert_nothing_written()
+
+
+def test_id_numbers_already_registered(coord):
+    existing = register(coord)
+    events = AuditEvent.objects.count()
+
+    result = candidate_import(actor=coord, file=xlsx([person(), person(existing.id_number)]))
+
+    assert errors_of(result) == [(3, "身份证号码", "该身份证号码已登记")]
+    assert Candidate.objects.count() == 1
+    assert AuditEvent.objects.count() == events
+
+
+def test_duplicate_certificate_numbers_within_the_file_and_registered(coord):
+    existing = register(coord)
+    services.held_certificate_create(
+        actor=coord,
+        candidate=existing,
+        qualification_type="SAMR-WELD",
+        number="TS00000001",
+        issuer_name="山西省市场监督管理局",
+        issue_date=date(2024, 1, 1),
+    )
+    samr = {"类型代码": "SAMR-WELD", "发证机关": "山西省市场监督管理局", "发证日期": "2024-01-01"}
+    rows = [
+        person(certs=[{**samr, "编号": "TS00000002"}, {**samr, "编号": "ts00000002"}]),
+        person(certs=[{**samr, "编号": "TS00000003"}]),
+        person(certs=[{**samr, "编号": "TS00000003"}, {**samr, "编号": "TS00000001"}]),
+    ]
+
+    result = candidate_import(actor=coord, file=xlsx(rows))
+
+    assert errors_of(result) == [
+        (2, "证书2编号", "证书编号 TS00000002 与本行「证书1编号」重复"),
+        (4, "证书1编号", "证书编号 TS00000003 与第 3 行重复"),
+        (4, "证书2编号", "证书编号 TS00000001 已登记"),
+    ]
+    assert Candidate.objects.count() == 1
+    assert HeldCertificate.objects.count() == 1
+
+
+def test_file_over_the_row_limit_is_refused(coord, settings):
+    settings.IMPORT_MAX_ROWS = 3
+
+    result = candidate_import(actor=coord, file=xlsx([person() for _ in range(4)]))
+
+    assert errors_of(result) == [
+        (
+            None,
+            "",
+            "工作表共 5 行（含表头），超过单次导入上限 3 行；请删除多余的空行或拆分后分批导入",
+        )
+    ]
+    assert_nothing_written()
+
+
+def test_file_over_the_row_limit_without_a_recorded_dimension_is_refused(coord, settings):
+    # openpyxl's write-only mode records no <dimension>: rows are counted while read.
+    settings.IMPORT_MAX_ROWS = 3
+
+    data = xlsx([person() for _ in range(4)], write_only=True)
+    result = candidate_import(actor=coord, file=data)
+
+    assert load_workbook(BytesIO(data), read_only=True)["考生"].max_row is None
+    assert errors_of(result) == [(None, "", "数据行超过单次导入上限 3 行；请拆分后分批导入")]
+    assert_nothing_written()
+
+
+def test_a_recorded_dimension_that_is_too_small_does_not_drop_rows(coord):
+    # A writer that records fewer rows than it wrote must not make us import part of it.
+    data = xlsx([person(), person()])
+    last = get_column_letter(len(COLUMNS)).encode()
+    data = _rewrite_sheet(
+        data, b'<dimension ref="A1:' + last + b'3"', b'<dimension ref="A1:' + last + b'2"'
+    )
+    assert load_workbook(BytesIO(data), read_only=True)["考生"].max_row == 2
+
+    result = candidate_import(actor=coord, file=data)
+
+    assert (result.errors, result.created) == ([], 2)
+
+
+def _rewrite_sheet(data: bytes, old: bytes, new: bytes) -> bytes:
+    source = zipfile.ZipFile(BytesIO(data))
+    out = BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            content = source.read(info.filename)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                assert old in content
+                content = content.replace(old, new)
+            target.writestr(info, content)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def fifty_thousand_rows():
+    """A real 50,000-row workbook, its sheet XML written directly (openpyxl takes seconds)."""
+    data = xlsx([])
+    rows = "".join(
+        f'<row r="{n}"><c r="A{n}" t="inlineStr"><is><t>张三</t></is></c>'
+        f'<c r="B{n}" t="inlineStr"><is><t>{n:018d}</t></is></c></row>'
+        for n in range(2, 50_002)
+    ).encode()
+    last = get_column_letter(len(COLUMNS)).encode()
+    data = _rewrite_sheet(
+        data, b'<dimension ref="A1:' + last + b'1"', b'<dimension ref="A1:' + last + b'50001"'
+    )
+    data = _rewrite_sheet(data, b"</row></sheetData>", b"</row>" + rows + b"</sheetData>")
+    sheet = load_workbook(BytesIO(data), read_only=True)["考生"]
+    assert sheet.max_row == 50_001
+    assert list(sheet.iter_rows(min_row=2, max_row=3, max_col=2, values_only=True)) == [
+        ("张三", "000000000000000002"),
+        ("张三", "000000000000000003"),
+    ]
+    return data
+
+
+def test_a_50000_row_file_is_refused_quickly_without_parsing_its_rows(
+    coord, fifty_thousand_rows, monkeypatch
+):
+    def no_parsing(self):
+        raise AssertionError("rows were parsed")
+
+    monkeypatch.setattr(WorkSheetParser, "parse", no_parsing)
+    started = time.perf_counter()
+
+    result = candidate_import(actor=coord, file=fifty_thousand_rows)
+
+    assert time.perf_counter() - started < 2
+    assert errors_of(result) == [
+        (
+            None,
+            "",
+            "工作表共 50001 行（含表头），超过单次导入上限 20000 行；"
+            "请删除多余的空行或拆分后分批导入",
+        )
+    ]
+    assert_nothing_written()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param("姓名,身份证号码\n张三,110105199005170011\n".encode(), id="text"),
+        pytest.param(PNG, id="png"),
+        pytest.param(b"", id="empty"),
+        pytest.param(b"PK\x03\x04 truncated zip", id="broken-zip"),
+    ],
+)
+def test_a_file_that_is_not_xlsx_is_refused(coord, content):
+    result = candidate_import(actor=coord, file=SimpleUploadedFile("名单.xlsx", content))
+
+    assert errors_of(result) == [(None, "", NOT_XLSX)]
+    assert_nothing_written()
+
+
+def test_a_zip_that_is_not_a_workbook_is_refused(coord):
+    buffer = BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("readme.txt", "hello")
+
+    result = candidate_import(actor=coord, file=buffer.getvalue())
+
+    assert errors_of(result) == [(None, "", NOT_XLSX)]
+
+
+def test_a_file_over_the_size_limit_is_refused(coord, settings):
+    settings.IMPORT_MAX_BYTES = 1024 * 1024
+    result = candidate_import(actor=coord, file=b"PK" + b"\0" * (1024 * 1024))
+
+    assert errors_of(result) == [(None, "", "文件不能超过 1 MB")]
+
+
+def test_a_sheet_without_data_rows_is_refused(coord):
+    result = candidate_import(actor=coord, file=xlsx([]))
+
+    assert errors_of(result) == [(None, "", "文件中没有考生数据（自第 2 行起每行填写一名考生）")]
+
+
+def test_a_non_coordinator_may_not_import(coord):
+    grader = UserFactory(username="grader", roles=["grader"])
+    with pytest.raises(PermissionDenied):
+        candidate_import(actor=grader, file=xlsx([person()]))
+    with pytest.raises(PermissionDenied):
+        imports.import_job_create(actor=grader, file=xlsx([person()]), name="a.xlsx")
+    assert_nothing_written()
+    assert ImportJob.objects.count() == 0
+
+
+def test_progress_is_reported_while_validating(coord, monkeypatch):
+    monkeypatch.setattr(imports, "PROGRESS_EVERY", 2)
+    seen = []
+
+    candidate_import(
+        actor=coord,
+        file=xlsx([person() for _ in range(5)]),
+        on_progress=lambda done, total: seen.append((done, total)),
+    )
+
+    assert seen == [(2, 5), (4, 5), (5, 5)]
+
+
+# Jobs and the task ---------------------------------------------------------------------
+
+
+def job_for(user, rows, name="名单.xlsx"):
+    return imports.import_job_create(actor=user, file=xlsx(rows), name=name)
+
+
+def test_job_is_queued_on_commit_and_runs_to_success(coord, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        job = job_for(coord, [person(), person()])
+    assert len(callbacks) == 1
+    job.refresh_from_db()
+    assert job.status == ImportJobStatus.SUCCEEDED
+    assert (job.total_rows, job.processed_rows, job.created_count) == (2, 2, 2)
+    assert job.errors == []
+    assert job.started_at <= job.finished_at
+    assert job.original_name == "名单.xlsx"
+    assert job.file.name.startswith("imports/")
+    assert Candidate.objects.count() == 2
+
+
+def test_job_with_errors_fails_with_the_report_and_progress_at_total(
+    coord, django_capture_on_commit_callbacks
+):
+    number = make_id_number()
+    with django_capture_on_commit_callbacks(execute=True):
+        job = job_for(coord, [person(number), person(number)])
+    job.refresh_from_db()
+    assert job.status == ImportJobStatus.FAILED
+    assert job.errors == [{"row": 3, "column": "身份证号码", "message": "身份证号码与第 2 行重复"}]
+    assert (job.total_rows, job.processed_rows, job.created_count) == (2, 2, 0)
+    assert job.finished_at is not None
+    assert_nothing_written()
+
+
+def test_task_run_twice_does_nothing_the_second_time(coord, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        job = job_for(coord, [person()])
+
+    assert candidate_import_run(job.pk) is True
+    events = AuditEvent.objects.count()
+    assert candidate_import_run(job.pk) is False
+
+    job.refresh_from_db()
+    assert (job.status, job.created_count) == (ImportJobStatus.SUCCEEDED, 1)
+    assert Candidate.objects.count() == 1
+    assert AuditEvent.objects.count() == events
+
+
+def test_a_running_job_is_not_claimed_again_until_it_is_stale(
+    coord, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False):
+        job = job_for(coord, [person()])
+    ImportJob.objects.filter(pk=job.pk).update(
+        status=ImportJobStatus.RUNNING, started_at=timezone.now()
+    )
+    assert candidate_import_run(job.pk) is False
+    assert Candidate.objects.count() == 0
+
+    # A worker lost mid-run wrote nothing (one transaction): the job may run again.
+    ImportJob.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(hours=1))
+    assert candidate_import_run(job.pk) is True
+    job.refresh_from_db()
+    assert (job.status, job.created_count) == (ImportJobStatus.SUCCEEDED, 1)
+
+
+def test_uploader_who_lost_the_role_gets_a_failed_job(coord, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        job = job_for(coord, [person()])
+    coord.groups.clear()
+
+    candidate_import_run(job.pk)
+
+    job.refresh_from_db()
+    assert job.status == ImportJobStatus.FAILED
+    assert job.errors == [{"row": None, "column": "", "message": "需要以下角色之一：考务人员"}]
+    assert_nothing_written()
+
+
+# Pages -------------------------------------------------------------------------------
+
+
+def test_upload_page_lists_recent_jobs_and_links_the_template(client, coord):
+    job = ImportJob.objects.create(uploaded_by=coord, original_name="旧名单.xlsx", file="x.xlsx")
+    client.force_login(coord)
+
+    response = client.get(reverse("cases:candidate-import"))
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert reverse("cases:candidate-import-template") in page
+    assert reverse("cases:import-job-detail", args=[job.pk]) in page
+    assert "旧名单.xlsx" in page
+
+
+def test_upload_page_runs_the_import_and_shows_the_error_table(
+    client, coord, django_capture_on_commit_callbacks
+):
+    client.force_login(coord)
+    upload = SimpleUploadedFile("名单.xlsx", xlsx([person("110105199001011234")]))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("cases:candidate-import"), {"file": upload})
+
+    job = ImportJob.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("cases:import-job-detail", args=[job.pk])
+    page = client.get(response["Location"]).content.decode()
+    assert "导入失败：发现 1 个问题，未写入任何数据" in page
+    assert '<td class="num">2</td><td>身份证号码</td><td>身份证号码校验位错误</td>' in page
+    assert "js/import.js" not in page  # finished: nothing to poll
+
+
+def test_job_page_of_a_running_job_polls_the_progress_endpoint(client, coord):
+    job = ImportJob.objects.create(
+        uploaded_by=coord, file="x.xlsx", status=ImportJobStatus.RUNNING, total_rows=4000
+    )
+    ImportJob.objects.filter(pk=job.pk).update(processed_rows=1500)
+    client.force_login(coord)
+    progress_url = reverse("cases:import-job-progress", args=[job.pk])
+
+    page = client.get(reverse("cases:import-job-detail", args=[job.pk])).content.decode()
+    data = client.get(progress_url).json()
+
+    assert f'data-import-progress="{progress_url}"' in page
+    assert "js/import.js" in page
+    assert data == {
+        "id": job.pk,
+        "status": "running",
+        "status_display": "处理中",
+        "total_rows": 4000,
+        "processed_rows": 1500,
+        "percent": 37,
+        "created_count": 0,
+        "error_count": 0,
+        "finished": False,
+        "message": "正在校验：1500 / 4000 行",
+    }
+
+
+@pytest.mark.parametrize("name", ["cases:candidate-import", "cases:candidate-import-template"])
+def test_pages_refuse_a_non_coordinator(client, name):
+    client.force_login(UserFactory(username="grader", roles=["grader"]))
+    assert client.get(reverse(name)).status_code == 403
+
+
+# API ---------------------------------------------------------------------------------
+
+
+def test_api_upload_returns_202_and_then_the_finished_job(
+    client, coord, django_capture_on_commit_callbacks
+):
+    client.force_login(coord)
+    number = make_id_number()
+    upload = SimpleUploadedFile("名单.xlsx", xlsx([person(number, certs=[mem_cert(number)])]))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/api/v1/candidate-imports/", {"file": upload})
+
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "pending"
+    assert response["Location"] == body["url"] == f"/api/v1/candidate-imports/{body['id']}/"
+    finished = client.get(body["url"]).json()
+    assert finished["status"] == "succeeded"
+    assert (finished["total_rows"], finished["processed_rows"], finished["progress"]) == (1, 1, 100)
+    assert (finished["created_count"], finished["errors"]) == (1, [])
+    assert HeldCertificate.objects.get().number == f"T{number}"
+
+
+def test_api_job_reports_errors(client, coord, django_capture_on_commit_callbacks):
+    client.force_login(coord)
+    upload = SimpleUploadedFile("名单.xlsx", PNG)
+    with django_capture_on_commit_callbacks(execute=True):
+        job_id = client.post("/api/v1/candidate-imports/", {"file": upload}).json()["id"]
+
+    body = client.get(f"/api/v1/candidate-imports/{job_id}/").json()
+
+    assert body["status"] == "failed"
+    assert body["errors"] == [{"row": None, "column": "", "message": NOT_XLSX}]
+
+
+def test_api_refuses_a_non_coordinator(client):
+    client.force_login(UserFactory(username="grader", roles=["grader"]))
+    upload = SimpleUploadedFile("名单.xlsx", xlsx([person()]))
+
+    response = client.post("/api/v1/candidate-imports/", {"file": upload})
+
+    assert response.status_code == 403
+    assert ImportJob.objects.count() == 0
+
+
+def test_api_refuses_a_request_without_a_file(client, coord):
+    client.force_login(coord)
+    response = client.post("/api/v1/candidate-imports/", {})
+    assert response.status_code == 400
+    assert "file" in response.json()
+
+
+def test_row_error_as_dict():
+    assert RowError(3, "姓名", "请填写姓名").as_dict() == {
+        "row": 3,
+        "column": "姓名",
+        "message": "请填写姓名",
+    }
