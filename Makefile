@@ -14,7 +14,6 @@ TEST_ENV := SECRET_KEY=$${SECRET_KEY:-test-only-insecure-key} DJANGO_ALLOW_ASYNC
 
 run: deps debs
 	$(DEV_ENV) $(PY) manage.py migrate --no-input
-	$(DEV_ENV) $(PY) manage.py compilemessages --ignore=.venv -v 0 || true
 	$(DEV_ENV) $(PY) manage.py demo --candidates 30 --skip-if-loaded
 	$(DEV_ENV) $(PY) manage.py demo_accounts
 	$(DEV_ENV) $(PY) manage.py runserver $(HOST):$(PORT)
