@@ -33,13 +33,10 @@ def _normalise(data: dict) -> dict:
 
 
 def snapshot(instance: models.Model, fields: list[str]) -> dict[str, Any]:
-    """The values of `fields` on `instance`, JSON-ready (FKs as their ids)."""
-    result = {}
-    for name in fields:
-        model_field = instance._meta.get_field(name)
-        attname = getattr(model_field, "attname", name)
-        result[name] = _json_value(getattr(instance, attname))
-    return _normalise(result)
+    """The values of `fields` on `instance`, JSON-ready (FKs as their ids). Every
+    concrete field value maps to a JSON scalar, so no JSON round trip is needed here."""
+    meta = instance._meta
+    return {name: _json_value(getattr(instance, meta.get_field(name).attname)) for name in fields}
 
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
