@@ -12,37 +12,12 @@ from catalog.models import Occupation, QualificationType
 from .models import CaseStatus, Education, EvaluationPlan, Sex, Verification
 from .roles import Role
 
-# Labels of the model choices, marked for translation (the models keep plain Chinese).
-STATUS_LABELS = {
-    CaseStatus.DRAFT: _("草稿"),
-    CaseStatus.SUBMITTED: _("已提交"),
-    CaseStatus.RETURNED: _("退回修改"),
-    CaseStatus.REJECTED: _("不予受理"),
-    CaseStatus.ELIGIBLE: _("资格审核通过"),
-    CaseStatus.WITHDRAWN: _("已撤回"),
-}
-EDUCATION_LABELS = {
-    Education.PRIMARY: _("小学"),
-    Education.JUNIOR: _("初中"),
-    Education.SENIOR: _("高中/中专/技校"),
-    Education.COLLEGE: _("大专"),
-    Education.BACHELOR: _("本科"),
-    Education.POSTGRADUATE: _("研究生"),
-}
-SEX_LABELS = {Sex.MALE: _("男"), Sex.FEMALE: _("女")}
-VERIFICATION_LABELS = {
-    Verification.UNVERIFIED: _("未核验"),
-    Verification.REGISTRY: _("已在证书库核验"),
-    Verification.COORDINATOR: _("考务人员人工核验"),
-    Verification.REJECTED: _("核验未通过"),
-}
-ROLE_LABELS = {
-    Role.COORDINATOR: _("考务人员"),
-    Role.GRADER: _("考评员"),
-    Role.REVIEWER: _("质量督导员"),
-    Role.ISSUER_OFFICER: _("发证机关人员"),
-    Role.ADMIN: _("系统管理员"),
-}
+# Labels of the model choices (translated on the models).
+STATUS_LABELS = dict(CaseStatus.choices)
+EDUCATION_LABELS = dict(Education.choices)
+SEX_LABELS = dict(Sex.choices)
+VERIFICATION_LABELS = dict(Verification.choices)
+ROLE_LABELS = dict(Role.choices)
 # Case transitions offered on the case page: name -> (button label, needs a reason).
 TRANSITIONS = {
     "submit": (pgettext_lazy("transition", "提交审核"), False),

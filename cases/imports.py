@@ -59,6 +59,13 @@ from .roles import Role
 from .services import CANDIDATE_FIELDS, HELD_FIELDS, held_certificate_problems, require_role
 from .validators import parse_id_number
 
+
+def education_labels_zh() -> dict[str, str]:
+    """{value: Chinese label}: the file format is Chinese whatever the page language."""
+    with translation.override("zh-hans"):
+        return {value: str(label) for value, label in Education.choices}
+
+
 logger = logging.getLogger(__name__)
 
 SHEET_TITLE = "考生"
@@ -232,7 +239,7 @@ def template_workbook() -> bytes:
     help_ws.append(["文化程度（可选值）"])
     help_ws.cell(row=help_ws.max_row, column=1).font = Font(bold=True)
     education_first = help_ws.max_row + 1
-    for label in Education.labels:
+    for label in education_labels_zh().values():
         help_ws.append([label])
     education_last = help_ws.max_row
     help_ws.append([])
@@ -477,7 +484,7 @@ class _Validator:
         self.occupations = {
             o.code: o for o in Occupation.objects.filter(code__in=WORK_YEARS_COLUMNS.values())
         }
-        self.education = {label: value for value, label in Education.choices}
+        self.education = {label: value for value, label in education_labels_zh().items()}
         self.education.update({value: value for value in Education.values})
         self.id_rows: dict[str, int] = {}
         # (qualification type id, number) -> (row, column) where first seen
@@ -541,7 +548,11 @@ class _Validator:
                     failed.add(ID_NUMBER)
         education = self.education.get(education_text, education_text)
         if education_text and education not in Education.values:
-            self.error(excel_row, EDUCATION, f"文化程度应为以下之一：{'、'.join(Education.labels)}")
+            self.error(
+                excel_row,
+                EDUCATION,
+                f"文化程度应为以下之一：{'、'.join(education_labels_zh().values())}",
+            )
             failed.add(EDUCATION)
 
         # Built as candidate_create builds it, and checked by the model's own field rules.

@@ -5,6 +5,7 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from catalog.models import Component, Occupation, QualificationType, RecognitionRule
@@ -51,19 +52,19 @@ class Province(models.TextChoices):
 
 
 class Sex(models.TextChoices):
-    MALE = "M", "男"
-    FEMALE = "F", "女"
+    MALE = "M", _("男")
+    FEMALE = "F", _("女")
 
 
 class Education(models.TextChoices):
     """Ordered from lowest to highest; `rank` compares them."""
 
-    PRIMARY = "primary", "小学"
-    JUNIOR = "junior", "初中"
-    SENIOR = "senior", "高中/中专/技校"
-    COLLEGE = "college", "大专"
-    BACHELOR = "bachelor", "本科"
-    POSTGRADUATE = "postgraduate", "研究生"
+    PRIMARY = "primary", _("小学")
+    JUNIOR = "junior", _("初中")
+    SENIOR = "senior", _("高中/中专/技校")
+    COLLEGE = "college", _("大专")
+    BACHELOR = "bachelor", _("本科")
+    POSTGRADUATE = "postgraduate", _("研究生")
 
     @classmethod
     def rank(cls, value: str) -> int:
@@ -136,10 +137,10 @@ class WorkExperience(models.Model):
 
 
 class Verification(models.TextChoices):
-    UNVERIFIED = "unverified", "未核验"
-    REGISTRY = "registry", "已在证书库核验"
-    COORDINATOR = "coordinator", "考务人员人工核验"
-    REJECTED = "rejected", "核验未通过"
+    UNVERIFIED = "unverified", _("未核验")
+    REGISTRY = "registry", _("已在证书库核验")
+    COORDINATOR = "coordinator", _("考务人员人工核验")
+    REJECTED = "rejected", _("核验未通过")
 
 
 class HeldCertificate(models.Model):
@@ -240,12 +241,12 @@ class EvaluationPlan(models.Model):
 
 
 class CaseStatus(models.TextChoices):
-    DRAFT = "draft", "草稿"
-    SUBMITTED = "submitted", "已提交"
-    RETURNED = "returned", "退回修改"
-    REJECTED = "rejected", "不予受理"
-    ELIGIBLE = "eligible", "资格审核通过"
-    WITHDRAWN = "withdrawn", "已撤回"
+    DRAFT = "draft", _("草稿")
+    SUBMITTED = "submitted", _("已提交")
+    RETURNED = "returned", _("退回修改")
+    REJECTED = "rejected", _("不予受理")
+    ELIGIBLE = "eligible", _("资格审核通过")
+    WITHDRAWN = "withdrawn", _("已撤回")
 
 
 def _is_coordinator(instance, user) -> bool:

@@ -1,14 +1,15 @@
 """Roles are Django groups created by migration (cases 0002). A superuser acts as admin."""
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class Role(models.TextChoices):
-    COORDINATOR = "coordinator", "考务人员"
-    GRADER = "grader", "考评员"
-    REVIEWER = "reviewer", "质量督导员"
-    ISSUER_OFFICER = "issuer_officer", "发证机关人员"
-    ADMIN = "admin", "系统管理员"
+    COORDINATOR = "coordinator", _("考务人员")
+    GRADER = "grader", _("考评员")
+    REVIEWER = "reviewer", _("质量督导员")
+    ISSUER_OFFICER = "issuer_officer", _("发证机关人员")
+    ADMIN = "admin", _("系统管理员")
 
 
 def user_roles(user) -> set[str]:

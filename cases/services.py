@@ -45,7 +45,7 @@ CASE_FIELDS = ["candidate", "plan", "status"]
 
 def require_role(actor, *roles: str) -> None:
     if not has_role(actor, *roles):
-        labels = "、".join(Role(r).label for r in roles)
+        labels = "、".join(str(Role(r).label) for r in roles)
         raise PermissionDenied(f"需要以下角色之一：{labels}")
 
 

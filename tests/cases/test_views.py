@@ -536,3 +536,14 @@ def test_dashboard_counts_cases_by_state(coord_client, submitted_case):
     counts = {status: n for status, _label, n in response.context["status_counts"]}
     assert counts == {s.value: (1 if s == CaseStatus.SUBMITTED else 0) for s in CaseStatus}
     assert f"{reverse('cases:case-list')}?status=eligible" in response.content.decode()
+
+
+def test_case_states_are_translated_from_the_model_choices(coord_client):
+    from django.utils import translation
+
+    from cases.models import CaseStatus
+
+    with translation.override("en"):
+        assert str(CaseStatus.ELIGIBLE.label) == "Eligible"
+    with translation.override("zh-hans"):
+        assert str(CaseStatus.ELIGIBLE.label) == "资格审核通过"
