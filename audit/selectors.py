@@ -8,6 +8,11 @@ def audit_event_list_for(*pairs: tuple[str, object]):
     return AuditEvent.objects.for_objects(*pairs).select_related("actor").order_by("seq")
 
 
+def audit_event_list_recent(*, limit: int = 15):
+    """The newest events, newest first."""
+    return AuditEvent.objects.select_related("actor").order_by("-seq")[:limit]
+
+
 @dataclass
 class ChainBreak:
     seq: int

@@ -3,7 +3,7 @@ and changed through the pages and API, whose services audit every change."""
 
 from django.contrib import admin
 
-from .models import Candidate, Case, CaseExemption, EvaluationPlan, HeldCertificate
+from .models import Candidate, Case, CaseExemption, EvaluationPlan, HeldCertificate, ImportJob
 
 
 @admin.register(EvaluationPlan)
@@ -55,3 +55,9 @@ class CaseAdmin(ReadOnlyAdmin):
     list_display = ["pk", "candidate", "plan", "status", "application_date"]
     list_filter = ["status", "plan"]
     inlines = [CaseExemptionInline]
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "uploaded_by", "created_at", "status", "total_rows", "created_count"]
+    list_filter = ["status"]

@@ -45,7 +45,6 @@ from openpyxl.worksheet.datavalidation import DataValidation
 
 from audit.services import Event, audit_record_many, event_for, snapshot
 from catalog.models import Occupation, QualificationType
-from catalog.recognition import add_years
 
 from .models import (
     Candidate,
@@ -644,8 +643,7 @@ class _Validator:
                 self.error(excel_row, columns["编号"], message)
 
         if expiry_date is None and issue_date and qtype is not None:
-            # held_certificate_create's default: the type's validity from the issue date.
-            expiry_date = add_years(issue_date, qtype.validity_years) - timedelta(days=1)
+            expiry_date = qtype.expiry_for(issue_date)
         held = HeldCertificate(
             candidate=candidate,
             qualification_type=qtype,
@@ -665,8 +663,6 @@ class _Validator:
             self.model_errors(
                 excel_row, exc, lambda f: columns[HELD_FIELD_PARTS.get(f, "类型代码")]
             )
-        if expiry_date and issue_date and expiry_date < issue_date:
-            self.error(excel_row, columns["有效期至"], "有效期至不能早于发证日期")
 
         if qtype is not None and number:
             first_row, first_column = self.number_cells.setdefault(

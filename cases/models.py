@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -182,9 +183,20 @@ class HeldCertificate(models.Model):
     def __str__(self) -> str:
         return f"{self.qualification_type.code} {self.number}"
 
+    def clean(self):
+        if self.issue_date and self.expiry_date and self.expiry_date < self.issue_date:
+            raise ValidationError({"expiry_date": "有效期至不能早于发证日期"})
+
     @property
     def is_verified(self) -> bool:
         return self.verification in {Verification.REGISTRY, Verification.COORDINATOR}
+
+    @property
+    def masked_number(self) -> str:
+        """The number for display: MEM numbers embed the holder's ID, which is masked."""
+        if self.qualification_type.number_is_holder_id and len(self.number) > 1:
+            return self.number[0] + mask_id_number(self.number[1:])
+        return self.number
 
 
 class EvaluationPlan(models.Model):

@@ -182,8 +182,3 @@ def plan_case_counts() -> QuerySet[EvaluationPlan]:
         submitted_count=Count("cases", filter=Q(cases__status=CaseStatus.SUBMITTED)),
         eligible_count=Count("cases", filter=Q(cases__status=CaseStatus.ELIGIBLE)),
     )
-
-
-def audit_event_list_recent(*, limit: int = 15) -> QuerySet[AuditEvent]:
-    # audit.selectors has no "latest events" reader yet; this is the only one needed.
-    return AuditEvent.objects.select_related("actor").order_by("-seq")[:limit]

@@ -1,7 +1,7 @@
 """Registration and eligibility review: every write to candidates, held certificates
 and cases goes through here, in one transaction with its audit event."""
 
-from datetime import date, timedelta
+from datetime import date
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
@@ -11,7 +11,6 @@ from django_fsm import can_proceed
 from audit.exceptions import StateConflict
 from audit.services import audit_record, diff, snapshot
 from catalog.models import Component, Occupation, QualificationType, RecognitionRule
-from catalog.recognition import add_years
 
 from .eligibility import evaluate
 from .exceptions import EligibilityError
@@ -228,7 +227,7 @@ def held_certificate_create(
     if problems:
         raise ValidationError({"number": problems})
     if expiry_date is None and issue_date:
-        expiry_date = add_years(issue_date, qtype.validity_years) - timedelta(days=1)
+        expiry_date = qtype.expiry_for(issue_date)
     held = HeldCertificate(
         candidate=candidate,
         qualification_type=qtype,
@@ -244,8 +243,6 @@ def held_certificate_create(
     if verification != Verification.UNVERIFIED:
         held.verified_by, held.verified_at = actor, timezone.now()
     held.full_clean(validate_unique=False)
-    if expiry_date < issue_date:
-        raise ValidationError({"expiry_date": ["有效期至不能早于发证日期"]})
     if HeldCertificate.objects.filter(qualification_type=qtype, number=number).exists():
         raise ValidationError({"number": [f"证书编号 {number} 已登记"]})
     held.save()
@@ -438,7 +435,7 @@ def approval_problems(case: Case) -> list[str]:
     if case.equivalence_basis_id:
         basis_ids.add(case.equivalence_basis_id)
     return [
-        f"证书 {held.qualification_type.code} {held.number} "
+        f"证书 {held.qualification_type.code} {held.masked_number} "
         f"尚未核验（{held.get_verification_display()}）"
         for held in HeldCertificate.objects.filter(pk__in=basis_ids)
         .select_related("qualification_type")

@@ -24,6 +24,7 @@ from django.views.decorators.http import require_POST
 from django_fsm import ConcurrentTransition
 
 from audit.exceptions import StateConflict
+from audit.selectors import audit_event_list_recent
 
 from . import imports, selectors, services
 from .eligibility import evaluate
@@ -84,7 +85,7 @@ def dashboard(request):
         {
             "status_counts": selectors.case_counts_by_status(),
             "plans": selectors.plan_case_counts(),
-            "events": selectors.audit_event_list_recent(),
+            "events": audit_event_list_recent(),
         },
     )
 

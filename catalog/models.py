@@ -8,6 +8,7 @@ end a rule and start another without losing what applied to past applications.
 import re
 from datetime import date
 
+from dateutil.relativedelta import relativedelta
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -125,6 +126,16 @@ class QualificationType(models.Model):
 
     def number_matches(self, number: str) -> bool:
         return re.fullmatch(self.number_pattern, number) is not None
+
+    def expiry_for(self, issue_date: date) -> date:
+        """The last day of validity of a certificate of this type issued on `issue_date`."""
+        return issue_date + relativedelta(years=self.validity_years, days=-1)
+
+    def review_due_for(self, issue_date: date) -> date | None:
+        """When a certificate issued on `issue_date` must first be reviewed (MEM: 3 years)."""
+        if not self.review_interval_years:
+            return None
+        return issue_date + relativedelta(years=self.review_interval_years)
 
 
 class QualificationComponent(models.Model):

@@ -24,8 +24,6 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
-from dateutil.relativedelta import relativedelta
-
 from audit.exceptions import DomainError
 
 from .models import EquivalenceRule, QualificationType, RecognitionRule
@@ -102,11 +100,6 @@ class Recognition:
         }
 
 
-def add_years(day: date, years: int) -> date:
-    """`day` plus whole years; 29 February falls back to 28 February."""
-    return day + relativedelta(years=years)
-
-
 def validity_problem(facts: HeldFacts, qtype: QualificationType, on: date) -> str | None:
     """Why `facts` is not 合法有效 on `on`, in Chinese, or None when it is."""
     if facts.revoked:
@@ -115,13 +108,13 @@ def validity_problem(facts: HeldFacts, qtype: QualificationType, on: date) -> st
         return f"发证日期 {facts.issue_date} 晚于申请日期 {on}"
     expiry = facts.expiry_date
     if expiry is None and facts.issue_date:
-        expiry = add_years(facts.issue_date, qtype.validity_years) - relativedelta(days=1)
+        expiry = qtype.expiry_for(facts.issue_date)
     if expiry and on > expiry:
         return f"证书已过期（有效期至 {expiry}）"
     if qtype.review_interval_years:
         review_due = facts.review_due_date
         if review_due is None and facts.issue_date:
-            review_due = add_years(facts.issue_date, qtype.review_interval_years)
+            review_due = qtype.review_due_for(facts.issue_date)
         if review_due and on > review_due:
             return f"证书逾期未复审（应于 {review_due} 前复审）"
     return None

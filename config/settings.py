@@ -188,7 +188,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"EducationEnum": "cases.models.Education"},
+    "ENUM_NAME_OVERRIDES": {
+        "EducationEnum": "cases.models.Education",
+        "CaseStatusEnum": "cases.models.CaseStatus",
+        "ImportJobStatusEnum": "cases.models.ImportJobStatus",
+    },
 }
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL") or ""

@@ -36,12 +36,6 @@ class ImportErrorOutput(serializers.Serializer):
 
 
 class ImportJobOutput(serializers.ModelSerializer):
-    # Plain text in the schema: a second enum named "status" would collide with the
-    # case status enum (drf-spectacular ENUM_NAME_OVERRIDES lives in settings).
-    status = serializers.CharField(
-        read_only=True,
-        help_text="pending 排队中 / running 处理中 / succeeded 导入成功 / failed 导入失败",
-    )
     status_display = serializers.CharField(source="get_status_display", read_only=True)
     uploaded_by = serializers.CharField(source="uploaded_by.get_username", read_only=True)
     progress = serializers.IntegerField(source="progress_percent", read_only=True)

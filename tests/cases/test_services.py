@@ -473,3 +473,29 @@ def test_id_with_an_impossible_birth_date_is_refused(coord):
             actor=coord, id_number=number, name="赵六", phone="13800138000", education="senior"
         )
     assert info.value.message_dict == {"id_number": ["身份证号码中的出生日期无效"]}
+
+
+def test_expiry_before_issue_is_refused(coord):
+    candidate = register(coord)
+    with pytest.raises(ValidationError) as info:
+        services.held_certificate_create(
+            actor=coord,
+            candidate=candidate,
+            qualification_type="SAMR-WELD",
+            number="TS12345678",
+            issuer_name="市场监管局",
+            issue_date=date(2025, 1, 1),
+            expiry_date=date(2024, 1, 1),
+        )
+    assert info.value.message_dict == {"expiry_date": ["有效期至不能早于发证日期"]}
+
+
+def test_unverified_mem_basis_is_named_with_the_holders_id_masked(coord):
+    plan = PlanFactory(qualification_type=QualificationType.objects.get(code="MOHURD-WELD"))
+    candidate = register(coord)
+    hold(coord, candidate, "MEM-WELD-FC", issue_date=date(2025, 1, 1), verified=False)
+    case = submitted(coord, plan, candidate)
+    with pytest.raises(EligibilityError) as info:
+        services.case_approve(actor=coord, case=case)
+    masked = "T" + candidate.id_number[:3] + "*" * 11 + candidate.id_number[-4:]
+    assert info.value.problems == [f"证书 MEM-WELD-FC {masked} 尚未核验（未核验）"]
