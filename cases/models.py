@@ -181,7 +181,7 @@ class HeldCertificate(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.qualification_type.code} {self.number}"
+        return f"{self.qualification_type.code} {self.masked_number}"
 
     def clean(self):
         if self.issue_date and self.expiry_date and self.expiry_date < self.issue_date:

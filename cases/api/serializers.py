@@ -3,6 +3,7 @@ validate shapes; the rules live in cases.services."""
 
 from rest_framework import serializers
 
+from cases.masking import mask_ids_in
 from cases.models import (
     Candidate,
     Case,
@@ -115,6 +116,13 @@ class CaseOutput(serializers.ModelSerializer):
         ]
 
 
+class MaskedJSONField(serializers.JSONField):
+    """JSON with every ID number masked: audit changes record them in full."""
+
+    def to_representation(self, value):
+        return mask_ids_in(super().to_representation(value))
+
+
 class AuditEventOutput(serializers.Serializer):
     seq = serializers.IntegerField()
     created_at = serializers.DateTimeField()
@@ -125,7 +133,8 @@ class AuditEventOutput(serializers.Serializer):
     from_state = serializers.CharField()
     to_state = serializers.CharField()
     reason = serializers.CharField()
-    changes = serializers.JSONField()
+    object_repr = MaskedJSONField()
+    changes = MaskedJSONField()
     client_ip = serializers.CharField(allow_null=True)
     hash = serializers.CharField()
 

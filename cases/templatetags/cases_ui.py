@@ -2,7 +2,6 @@
 translated labels of model choices, and masking of ID numbers in displayed text."""
 
 import json
-import re
 
 from django import template
 from django.utils.translation import pgettext_lazy
@@ -15,7 +14,7 @@ from cases.forms import (
     TRANSITIONS,
     VERIFICATION_LABELS,
 )
-from cases.masking import mask_id_number
+from cases.masking import mask_ids_in
 from cases.roles import has_role as _has_role
 from cases.roles import user_roles
 
@@ -34,9 +33,6 @@ ACTION_LABELS = {
     "case.reject": pgettext_lazy("audit action", "不予受理"),
     "case.withdraw": pgettext_lazy("audit action", "撤回报名"),
 }
-
-# A resident ID number anywhere in a text (also inside MEM certificate numbers T+ID).
-ID_NUMBER = re.compile(r"(?<!\d)\d{17}[\dXx](?!\d)")
 
 
 @register.filter
@@ -86,7 +82,7 @@ def mask_ids(value) -> str:
         return ""
     if not isinstance(value, str):
         value = json.dumps(value, ensure_ascii=False)
-    return ID_NUMBER.sub(lambda match: mask_id_number(match.group(0)), value)
+    return mask_ids_in(value)
 
 
 @register.filter

@@ -204,3 +204,14 @@ def test_openapi_schema_validates_without_warnings(tmp_path):
 
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "s.yaml"))
     assert (tmp_path / "s.yaml").read_text().startswith("openapi: 3")
+
+
+def test_audit_history_never_shows_a_full_id_number(api, coord):
+    candidate = register(coord)
+    hold(coord, candidate, "MEM-WELD-FC", issue_date=date(2025, 1, 1))
+    case = api.post("/api/v1/cases/", {"candidate": candidate.pk, "plan": PlanFactory().pk}).json()
+    response = api.get(f"/api/v1/cases/{case['id']}/audit/")
+    body = response.content.decode()
+    assert candidate.id_number not in body
+    assert candidate.masked_id_number in body
+    assert len(response.json()) == 4
