@@ -9,6 +9,7 @@ import ipaddress
 from contextvars import ContextVar
 
 from django.conf import settings
+from django.utils.ipv6 import clean_ipv6_address
 
 _client_ip: ContextVar[str | None] = ContextVar("audit_client_ip", default=None)
 
@@ -26,10 +27,17 @@ def client_ip_from_request(request) -> str | None:
         hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
         if len(hops) >= proxies:
             candidate = hops[-proxies]
+    if not candidate:
+        return None
     try:
-        return ipaddress.ip_address(candidate).compressed if candidate else None
+        address = ipaddress.ip_address(candidate)
     except ValueError:
         return None
+    if address.version == 6:
+        # Exactly what GenericIPAddressField stores (e.g. ::ffff:1.2.3.4 stays in that
+        # form), so the hash is computed over the value audit_verify reads back.
+        return clean_ipv6_address(candidate)
+    return str(address)
 
 
 class AuditContextMiddleware:

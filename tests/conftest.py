@@ -1,18 +1,6 @@
 import pytest
-from django.db.backends.signals import connection_created
 
 from config.celery import app as celery_app
-
-
-def _allow_audit_purge(sender, connection, **kwargs):
-    # pytest-django flushes with TRUNCATE between transactional tests; the audit
-    # trigger allows that only where the session opts in (audit migration 0002).
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET audit.allow_purge = 'on'")
-
-
-connection_created.connect(_allow_audit_purge, weak=False)
 
 
 def pytest_configure(config):
@@ -20,6 +8,21 @@ def pytest_configure(config):
 
     # Hashing passwords properly costs ~200 ms per user; tests need no protection.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django flushes with TRUNCATE between transactional tests, which the audit
+    trigger refuses; on this throwaway database only, the TRUNCATE trigger is off
+    (tests/audit turns it back on inside a transaction to check it)."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "ALTER TABLE audit_auditevent DISABLE TRIGGER audit_event_no_truncate"
+                )
 
 
 @pytest.fixture(autouse=True)

@@ -1,10 +1,9 @@
 """On PostgreSQL, refuse UPDATE, DELETE and TRUNCATE of audit events in the database.
 
-TRUNCATE is allowed only where the session sets `audit.allow_purge = on`. That exists
-for one reason: the test suite flushes the database with TRUNCATE between
-transactional tests, and its own connections set it (tests/conftest.py). Production
-never sets it; a role able to set it could drop the trigger anyway, and audit_verify
-would still notice a chain rewritten afterwards.
+There is no bypass: the test suite, which flushes tables with TRUNCATE between
+transactional tests, disables the TRUNCATE trigger on its own throwaway database
+(tests/conftest.py). A role that owns the table can still disable triggers; run the
+application under a role that does not own it (README, "Audit trail").
 """
 
 from django.db import migrations
@@ -12,9 +11,6 @@ from django.db import migrations
 FORWARD = """
 CREATE OR REPLACE FUNCTION audit_refuse_change() RETURNS trigger AS $$
 BEGIN
-    IF TG_OP = 'TRUNCATE' AND current_setting('audit.allow_purge', true) = 'on' THEN
-        RETURN NULL;
-    END IF;
     RAISE EXCEPTION 'audit events are append-only: % refused', TG_OP
         USING ERRCODE = 'insufficient_privilege';
 END;

@@ -100,9 +100,9 @@ def test_postgresql_trigger_refuses_changes(on_postgresql, sql):
 
     record()
     with transaction.atomic():
-        # The suite's own connections may purge between tests; an ordinary one may not.
-        _raw("SET LOCAL audit.allow_purge = 'off'")
+        # The suite's database has the TRUNCATE trigger off (conftest); as deployed it is on.
         _raw("SET CONSTRAINTS ALL IMMEDIATE")
+        _raw("ALTER TABLE audit_auditevent ENABLE TRIGGER audit_event_no_truncate")
         with (
             pytest.raises(DatabaseError, match="audit events are append-only"),
             transaction.atomic(),
@@ -141,3 +141,32 @@ def test_concurrent_writers_do_not_fork_the_chain(on_postgresql_transactional):
 def on_postgresql_transactional(transactional_db):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (set DATABASE_URL; .ci/run does)")
+
+
+@pytest.mark.parametrize(
+    ("remote_addr", "stored"),
+    [
+        ("10.1.2.3", "10.1.2.3"),
+        ("::ffff:10.1.2.3", "::ffff:10.1.2.3"),
+        ("2001:0db8:0000:0000:0000:0000:0000:0001", "2001:db8::1"),
+    ],
+)
+def test_client_ip_is_recorded_as_stored_and_the_chain_verifies(rf, remote_addr, stored):
+    from audit.context import AuditContextMiddleware
+
+    request = rf.get("/", REMOTE_ADDR=remote_addr)
+    AuditContextMiddleware(lambda request: record())(request)
+    event = AuditEvent.objects.get()
+    assert event.client_ip == stored
+    call_command("audit_verify")
+
+
+def test_forwarded_address_is_used_only_behind_trusted_proxies(rf, settings):
+    from audit.context import client_ip_from_request
+
+    request = rf.get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9, 10.0.0.2")
+    assert client_ip_from_request(request) == "127.0.0.1"
+    settings.TRUSTED_PROXY_COUNT = 1
+    assert client_ip_from_request(request) == "10.0.0.2"
+    settings.TRUSTED_PROXY_COUNT = 2
+    assert client_ip_from_request(request) == "203.0.113.9"
