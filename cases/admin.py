@@ -34,8 +34,16 @@ class CandidateAdmin(ReadOnlyAdmin):
 
 @admin.register(HeldCertificate)
 class HeldCertificateAdmin(ReadOnlyAdmin):
-    list_display = ["qualification_type", "number", "candidate", "issue_date", "verification"]
+    list_display = [
+        "qualification_type",
+        "masked_number",
+        "candidate",
+        "issue_date",
+        "verification",
+    ]
     list_filter = ["qualification_type", "verification"]
+    exclude = ["number"]
+    readonly_fields = ["masked_number"]
 
 
 class CaseExemptionInline(admin.TabularInline):
@@ -61,3 +69,4 @@ class CaseAdmin(ReadOnlyAdmin):
 class ImportJobAdmin(ReadOnlyAdmin):
     list_display = ["pk", "uploaded_by", "created_at", "status", "total_rows", "created_count"]
     list_filter = ["status"]
+    exclude = ["file", "errors"]  # personal data: the import page shows the masked report

@@ -43,6 +43,7 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
+from audit.masking import mask_ids_in
 from audit.services import Event, audit_record_many, event_for, snapshot
 from catalog.models import Occupation, QualificationType
 
@@ -491,7 +492,9 @@ class _Validator:
         self._years_checked: dict[str, ValidationError | None] = {}
 
     def error(self, row: int | None, column: str, message: str) -> None:
-        self.errors.append(RowError(row, column, message))
+        # The report is stored and shown to other coordinators: no full ID numbers
+        # (MEM certificate numbers embed them), by the one masking rule.
+        self.errors.append(RowError(row, column, mask_ids_in(message)))
 
     def model_errors(self, row: int, exc: ValidationError, column_for) -> None:
         for name, code, message in _field_errors(exc):

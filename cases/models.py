@@ -9,9 +9,9 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from audit.masking import mask_id_number, mask_name
 from catalog.models import Component, Occupation, QualificationType, RecognitionRule
 
-from .masking import mask_id_number, mask_name
 from .roles import Role, has_role
 from .validators import validate_photo
 

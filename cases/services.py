@@ -9,6 +9,7 @@ from django.utils import timezone
 from django_fsm import can_proceed
 
 from audit.exceptions import StateConflict
+from audit.masking import mask_ids_in
 from audit.services import audit_record, diff, snapshot
 from catalog.models import Component, Occupation, QualificationType, RecognitionRule
 
@@ -187,7 +188,9 @@ def held_certificate_problems(
 ) -> list[str]:
     """Why `number` is not a valid number of `qtype` for `candidate` (empty when it is)."""
     if not qtype.number_matches(number):
-        return [f"证书编号 {number} 不符合{qtype.name}的编号格式：{qtype.number_format}"]
+        return [
+            f"证书编号 {mask_ids_in(number)} 不符合{qtype.name}的编号格式：{qtype.number_format}"
+        ]
     if qtype.number_is_holder_id and number[1:] != candidate.id_number:
         return [f"{qtype.name}的编号应为 T + 持证人身份证号码"]
     return []
@@ -244,7 +247,7 @@ def held_certificate_create(
         held.verified_by, held.verified_at = actor, timezone.now()
     held.full_clean(validate_unique=False)
     if HeldCertificate.objects.filter(qualification_type=qtype, number=number).exists():
-        raise ValidationError({"number": [f"证书编号 {number} 已登记"]})
+        raise ValidationError({"number": [f"证书编号 {mask_ids_in(number)} 已登记"]})
     held.save()
     changes = {k: {"before": None, "after": v} for k, v in snapshot(held, HELD_FIELDS).items()}
     audit_record(actor=actor, instance=held, action="held_certificate.create", changes=changes)
@@ -412,8 +415,8 @@ def case_submit(*, actor, case: Case, on: date | None = None) -> Case:
 @transaction.atomic(durable=True)
 def case_return_for_correction(*, actor, case: Case, reason: str) -> Case:
     """submitted -> returned, with the reason the candidate must correct."""
+    case = _locked_case(case, actor, "return_for_correction")  # 403 and 409 before 400
     reason = _require_reason(reason)
-    case = _locked_case(case, actor, "return_for_correction")
     from_state = case.status
     case.return_for_correction(reason=reason)
     return _finish(case, actor, "return_for_correction", from_state, reason)
@@ -422,8 +425,8 @@ def case_return_for_correction(*, actor, case: Case, reason: str) -> Case:
 @transaction.atomic(durable=True)
 def case_reject(*, actor, case: Case, reason: str) -> Case:
     """submitted -> rejected (end), with the reason."""
+    case = _locked_case(case, actor, "reject")  # 403 and 409 before 400
     reason = _require_reason(reason)
-    case = _locked_case(case, actor, "reject")
     from_state = case.status
     case.reject(reason=reason)
     return _finish(case, actor, "reject", from_state, reason)

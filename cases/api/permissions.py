@@ -15,4 +15,7 @@ class HasRole(BasePermission):
 
 
 class CaseReaders(HasRole):
-    roles = (Role.COORDINATOR, Role.REVIEWER)
+    """Registration data is the coordinators' (the pages give others 403 as well);
+    quality supervisors get their own, session-scoped reads with the exams stage."""
+
+    roles = (Role.COORDINATOR,)

@@ -3,7 +3,7 @@ validate shapes; the rules live in cases.services."""
 
 from rest_framework import serializers
 
-from cases.masking import mask_ids_in
+from audit.masking import mask_ids_in
 from cases.models import (
     Candidate,
     Case,
@@ -44,6 +44,7 @@ class CandidateOutput(serializers.ModelSerializer):
 
 class HeldCertificateOutput(serializers.ModelSerializer):
     qualification_type = serializers.CharField(source="qualification_type.code")
+    number = serializers.CharField(source="masked_number", help_text="身份证号码部分已脱敏")
 
     class Meta:
         model = HeldCertificate

@@ -6,6 +6,7 @@ import json
 from django import template
 from django.utils.translation import pgettext_lazy
 
+from audit.masking import mask_ids_in
 from cases.forms import (
     EDUCATION_LABELS,
     ROLE_LABELS,
@@ -14,7 +15,6 @@ from cases.forms import (
     TRANSITIONS,
     VERIFICATION_LABELS,
 )
-from cases.masking import mask_ids_in
 from cases.roles import has_role as _has_role
 from cases.roles import user_roles
 

@@ -49,3 +49,26 @@ def test_audit_events_cannot_be_changed_in_admin(admin_client_with_demo):
     )
     assert response.status_code == 403
     assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_admin_audit_and_held_certificate_pages_mask_id_numbers(admin_client_with_demo):
+    from audit.models import AuditEvent
+    from cases.models import HeldCertificate
+
+    held = (
+        HeldCertificate.objects.filter(number__startswith="T").select_related("candidate").first()
+    )
+    full = held.candidate.id_number
+    event = AuditEvent.objects.get(action="candidate.create", object_id=str(held.candidate_id))
+    pages = [
+        f"/admin/audit/auditevent/{event.pk}/change/",
+        "/admin/audit/auditevent/",
+        "/admin/cases/heldcertificate/",
+        f"/admin/cases/heldcertificate/{held.pk}/change/",
+    ]
+    for url in pages:
+        page = admin_client_with_demo.get(url)
+        assert page.status_code == 200
+        assert full not in page.content.decode(), url
+    detail = admin_client_with_demo.get(pages[0]).content.decode()
+    assert held.candidate.masked_id_number in detail

@@ -164,7 +164,14 @@ def test_grader_cannot_read_candidates():
 
 
 def test_anonymous_is_refused():
-    assert APIClient().get("/api/v1/cases/").status_code in (401, 403)
+    assert APIClient().get("/api/v1/cases/").status_code == 403
+
+
+@pytest.mark.parametrize("role", ["reviewer", "grader", "issuer_officer"])
+def test_registration_data_is_for_coordinators_only(role):
+    client = client_for(role)
+    for url in ["/api/v1/candidates/", "/api/v1/held-certificates/", "/api/v1/cases/"]:
+        assert client.get(url).status_code == 403
 
 
 def test_submit_with_problems_is_400_listing_them(api, coord):
@@ -215,3 +222,11 @@ def test_audit_history_never_shows_a_full_id_number(api, coord):
     assert candidate.id_number not in body
     assert candidate.masked_id_number in body
     assert len(response.json()) == 4
+
+
+def test_held_certificate_api_masks_the_id_inside_mem_numbers(api, coord):
+    candidate = register(coord)
+    hold(coord, candidate, "MEM-WELD-FC", issue_date=date(2025, 1, 1))
+    body = api.get("/api/v1/held-certificates/").content.decode()
+    assert candidate.id_number not in body
+    assert "T" + candidate.masked_id_number in body

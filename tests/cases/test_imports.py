@@ -345,6 +345,23 @@ def test_duplicate_certificate_numbers_within_the_file_and_registered(coord):
     assert HeldCertificate.objects.count() == 1
 
 
+def test_error_report_masks_id_numbers_inside_mem_certificate_numbers(coord):
+    existing = register(coord)
+    number = existing.id_number
+    services.held_certificate_create(
+        actor=coord,
+        candidate=existing,
+        qualification_type="MEM-ELEC-LV",
+        number=f"T{number}",
+        issuer_name="北京市应急管理局",
+        issue_date=date(2025, 1, 1),
+    )
+    result = candidate_import(actor=coord, file=xlsx([person(certs=[mem_cert(number)])]))
+    masked = "T" + number[:3] + "*" * 11 + number[-4:]
+    assert (2, "证书1编号", f"证书编号 {masked} 已登记") in errors_of(result)
+    assert number not in str(errors_of(result))
+
+
 def test_file_over_the_row_limit_is_refused(coord, settings):
     settings.IMPORT_MAX_ROWS = 3
 

@@ -499,3 +499,28 @@ def test_unverified_mem_basis_is_named_with_the_holders_id_masked(coord):
         services.case_approve(actor=coord, case=case)
     masked = "T" + candidate.id_number[:3] + "*" * 11 + candidate.id_number[-4:]
     assert info.value.problems == [f"证书 MEM-WELD-FC {masked} 尚未核验（未核验）"]
+
+
+@pytest.mark.parametrize("name", ["return_for_correction", "reject", "withdraw"])
+def test_reason_taking_transitions_refuse_a_grader_before_asking_for_a_reason(coord, plan, name):
+    case = submitted(coord, plan)
+    with pytest.raises(PermissionDenied):
+        getattr(services, f"case_{name}")(actor=UserFactory(roles=["grader"]), case=case, reason="")
+
+
+@pytest.mark.parametrize(
+    ("name", "label"), [("return_for_correction", "退回修改"), ("reject", "不予受理")]
+)
+def test_reason_taking_transitions_from_draft_are_conflicts(coord, plan, name, label):
+    case = services.case_create(actor=coord, candidate=register(coord), plan=plan)
+    with pytest.raises(StateConflict) as info:
+        getattr(services, f"case_{name}")(actor=coord, case=case, reason="")
+    assert info.value.message == f"案件当前状态为「草稿」，不能变为「{label}」"
+
+
+def test_withdrawn_case_cannot_be_withdrawn_again(coord, plan):
+    case = services.case_withdraw(
+        actor=coord, case=services.case_create(actor=coord, candidate=register(coord), plan=plan)
+    )
+    with pytest.raises(StateConflict, match="案件当前状态为「已撤回」，不能变为「已撤回」"):
+        services.case_withdraw(actor=coord, case=case)
