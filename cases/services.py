@@ -25,6 +25,7 @@ from .models import (
     Verification,
     WorkExperience,
 )
+from .photos import photo_discard, photo_store
 from .roles import Role, has_role
 from .validators import parse_id_number
 
@@ -87,8 +88,23 @@ def _set_work_experience(candidate: Candidate, work_years: dict[str, object]) ->
     return {code: str(years) for code, years in sorted(work_years.items())}
 
 
-@transaction.atomic
-def candidate_create(
+def candidate_create(*, actor, photo=None, **fields) -> Candidate:
+    """Register a candidate (fields: id_number, name, phone, education, and optionally
+    sex, birth_date, work_years). Birth date and sex come from the ID number; when given
+    they must agree with it. The photo is stored first, outside the transaction, and
+    removed again if registration fails. Audited as `candidate.create`. Not idempotent:
+    a second call with the same ID number is refused."""
+    require_role(actor, Role.COORDINATOR)
+    stored = photo_store(photo) if photo else ""
+    try:
+        return _candidate_create(actor=actor, photo_name=stored, **fields)
+    except BaseException:
+        photo_discard(stored)
+        raise
+
+
+@transaction.atomic(durable=True)
+def _candidate_create(
     *,
     actor,
     id_number: str,
@@ -97,13 +113,9 @@ def candidate_create(
     education: str,
     sex: str | None = None,
     birth_date: date | None = None,
-    photo=None,
+    photo_name: str = "",
     work_years: dict[str, object] | None = None,
 ) -> Candidate:
-    """Register a candidate. Birth date and sex come from the ID number; when given they
-    must agree with it. Audited as `candidate.create`. Not idempotent: a second call
-    with the same ID number is refused."""
-    require_role(actor, Role.COORDINATOR)
     number, birth, derived_sex = _identity(id_number, sex, birth_date)
     candidate = Candidate(
         id_number=number,
@@ -112,11 +124,10 @@ def candidate_create(
         birth_date=birth,
         phone=(phone or "").strip(),
         education=education,
+        photo=photo_name,
         created_by=actor,
     )
-    if photo:
-        candidate.photo = photo
-    candidate.full_clean(validate_unique=False)
+    candidate.full_clean(exclude=["photo"], validate_unique=False)
     if Candidate.objects.filter(id_number=number).exists():
         raise ValidationError({"id_number": ["该身份证号码已登记"]})
     try:
@@ -136,13 +147,36 @@ def candidate_create(
     return candidate
 
 
-@transaction.atomic
-def candidate_update(*, actor, candidate: Candidate, work_years=None, **fields) -> Candidate:
-    """Change a candidate's fields; audited with before/after of each changed field."""
+def candidate_update(*, actor, candidate: Candidate, photo=None, **fields) -> Candidate:
+    """Change a candidate's fields; audited with before/after of each changed field.
+    A new photo is stored first and removed if the update fails; the replaced one is
+    deleted once the update has committed."""
     require_role(actor, Role.COORDINATOR)
+    stored = photo_store(photo) if photo else ""
+    try:
+        return _candidate_update(actor=actor, candidate=candidate, photo_name=stored, **fields)
+    except BaseException:
+        photo_discard(stored)
+        raise
+
+
+# A changed ID number would no longer match certificates that embed it (MEM: T + ID),
+# nor what review decided; cases past these states keep the number they were judged on.
+ID_CHANGE_ALLOWED = [
+    CaseStatus.DRAFT,
+    CaseStatus.RETURNED,
+    CaseStatus.WITHDRAWN,
+    CaseStatus.REJECTED,
+]
+
+
+@transaction.atomic(durable=True)
+def _candidate_update(
+    *, actor, candidate: Candidate, photo_name: str = "", work_years=None, **fields
+) -> Candidate:
     candidate = Candidate.objects.select_for_update().get(pk=candidate.pk)
     before = snapshot(candidate, CANDIDATE_FIELDS)
-    unknown = set(fields) - set(CANDIDATE_FIELDS)
+    unknown = set(fields) - (set(CANDIDATE_FIELDS) - {"photo"})
     if unknown:
         raise ValidationError({name: ["不可修改的字段"] for name in sorted(unknown)})
     if any(k in fields for k in ("id_number", "sex", "birth_date")):
@@ -151,12 +185,15 @@ def candidate_update(*, actor, candidate: Candidate, work_years=None, **fields) 
             fields.get("sex"),
             fields.get("birth_date"),
         )
-        if number != candidate.id_number and Candidate.objects.filter(id_number=number).exists():
-            raise ValidationError({"id_number": ["该身份证号码已登记"]})
+        if number != candidate.id_number:
+            _check_id_change(candidate, number)
         fields.update(id_number=number, birth_date=birth, sex=sex)
     for name, value in fields.items():
         setattr(candidate, name, value.strip() if isinstance(value, str) else value)
-    candidate.full_clean(validate_unique=False)
+    replaced = ""
+    if photo_name:
+        replaced, candidate.photo = candidate.photo.name, photo_name
+    candidate.full_clean(exclude=["photo"], validate_unique=False)
     candidate.save()
     changes = diff(before, snapshot(candidate, CANDIDATE_FIELDS))
     if work_years is not None:
@@ -169,7 +206,22 @@ def candidate_update(*, actor, candidate: Candidate, work_years=None, **fields) 
             changes["work_years"] = {"before": old, "after": new}
     if changes:
         audit_record(actor=actor, instance=candidate, action="candidate.update", changes=changes)
+    if replaced:
+        transaction.on_commit(lambda: photo_discard(replaced))
     return candidate
+
+
+def _check_id_change(candidate: Candidate, number: str) -> None:
+    if Candidate.objects.filter(id_number=number).exists():
+        raise ValidationError({"id_number": ["该身份证号码已登记"]})
+    if candidate.cases.exclude(status__in=ID_CHANGE_ALLOWED).exists():
+        raise ValidationError(
+            {"id_number": ["该考生有已提交或已审核通过的报名，不能修改身份证号码"]}
+        )
+    if candidate.held_certificates.filter(qualification_type__number_is_holder_id=True).exists():
+        raise ValidationError(
+            {"id_number": ["该考生登记了编号含身份证号码的证书，请先核对并更正证书后再修改"]}
+        )
 
 
 def candidate_reveal_id_number(*, actor, candidate: Candidate) -> str:

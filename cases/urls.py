@@ -11,6 +11,7 @@ urlpatterns = [
     path("candidates/new/", views.candidate_create, name="candidate-create"),
     path("candidates/<int:pk>/", views.candidate_detail, name="candidate-detail"),
     path("candidates/<int:pk>/edit/", views.candidate_edit, name="candidate-edit"),
+    path("candidates/<int:pk>/photo/", views.candidate_photo, name="candidate-photo"),
     path("candidates/<int:pk>/reveal-id/", views.candidate_reveal_id, name="candidate-reveal-id"),
     path("candidates/<int:pk>/held/", views.held_create, name="held-create"),
     path("candidates/<int:pk>/cases/", views.case_create, name="case-create"),

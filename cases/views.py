@@ -13,7 +13,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -171,6 +171,18 @@ def _candidate_page(request, pk, *, status=200, revealed_id_number="", **forms):
 @coordinator_required
 def candidate_detail(request, pk):
     return _candidate_page(request, pk)
+
+
+@coordinator_required
+def candidate_photo(request, pk):
+    """The candidate's photo, for coordinators only (photos are never served from
+    /media/); private caching, since it is personal data."""
+    candidate = get_object_or_404(Candidate, pk=pk)
+    if not candidate.photo:
+        raise Http404
+    response = FileResponse(candidate.photo.open("rb"), content_type="image/jpeg")
+    response["Cache-Control"] = "private, max-age=300"
+    return response
 
 
 @never_cache

@@ -1,8 +1,6 @@
-from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 api_v1 = [
@@ -20,7 +18,3 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("", include("cases.urls")),
 ]
-
-if settings.DEBUG:
-    # Development only; in production nginx serves media (see deploy/).
-    urlpatterns += [path("media/<path:path>", serve, {"document_root": settings.MEDIA_ROOT})]

@@ -524,3 +524,92 @@ def test_withdrawn_case_cannot_be_withdrawn_again(coord, plan):
     )
     with pytest.raises(StateConflict, match="案件当前状态为「已撤回」，不能变为「已撤回」"):
         services.case_withdraw(actor=coord, case=case)
+
+
+def _png(size=(300, 400), extra=b"") -> SimpleUploadedFile:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 210, 240)).save(buffer, "PNG")
+    return SimpleUploadedFile(
+        "../../evil.html", buffer.getvalue() + extra, content_type="image/png"
+    )
+
+
+@pytest.fixture
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    return tmp_path
+
+
+def test_photo_is_reencoded_as_jpeg_under_a_random_name(coord, media):
+    candidate = register(coord, photo=_png(size=(1200, 1600), extra=b"<script>alert(1)</script>"))
+    name = candidate.photo.name
+    assert name.startswith("photos/")
+    assert name.endswith(".jpg")
+    assert "evil" not in name
+    data = (media / name).read_bytes()
+    assert data[:3] == b"\xff\xd8\xff"
+    assert b"<script>" not in data
+    from PIL import Image
+
+    with Image.open(media / name) as image:
+        assert image.size == (600, 800)
+
+
+def test_failed_registration_leaves_no_photo_behind(coord, media):
+    number = make_id_number()
+    with pytest.raises(ValidationError):
+        services.candidate_create(
+            actor=coord,
+            id_number=number[:-1] + "Z",
+            name="张三",
+            phone="13800138000",
+            education="senior",
+            photo=_png(),
+        )
+    assert list(media.rglob("*.jpg")) == []
+
+
+def test_replacing_a_photo_deletes_the_old_file_after_commit(
+    coord, media, django_capture_on_commit_callbacks
+):
+    candidate = register(coord, photo=_png())
+    old = candidate.photo.name
+    with django_capture_on_commit_callbacks(execute=True):
+        candidate = services.candidate_update(actor=coord, candidate=candidate, photo=_png())
+    assert candidate.photo.name != old
+    assert not (media / old).exists()
+    assert (media / candidate.photo.name).exists()
+
+
+def test_id_number_cannot_change_once_a_case_is_submitted(coord, plan):
+    case = submitted(coord, plan)
+    with pytest.raises(ValidationError) as info:
+        services.candidate_update(actor=coord, candidate=case.candidate, id_number=make_id_number())
+    assert info.value.message_dict == {
+        "id_number": ["该考生有已提交或已审核通过的报名，不能修改身份证号码"]
+    }
+
+
+def test_id_number_cannot_change_under_a_certificate_that_embeds_it(coord):
+    candidate = register(coord)
+    hold(coord, candidate, "MEM-WELD-FC", issue_date=date(2025, 1, 1))
+    with pytest.raises(ValidationError) as info:
+        services.candidate_update(actor=coord, candidate=candidate, id_number=make_id_number())
+    assert info.value.message_dict == {
+        "id_number": ["该考生登记了编号含身份证号码的证书，请先核对并更正证书后再修改"]
+    }
+
+
+def test_id_number_change_of_a_draft_candidate_rederives_birth_date(coord):
+    candidate = register(coord)
+    new = make_id_number(date(1980, 2, 3), "F")
+    candidate = services.candidate_update(actor=coord, candidate=candidate, id_number=new)
+    assert (candidate.id_number, candidate.birth_date, candidate.sex) == (
+        new,
+        date(1980, 2, 3),
+        "F",
+    )

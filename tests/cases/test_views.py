@@ -547,3 +547,31 @@ def test_case_states_are_translated_from_the_model_choices(coord_client):
         assert str(CaseStatus.ELIGIBLE.label) == "Eligible"
     with translation.override("zh-hans"):
         assert str(CaseStatus.ELIGIBLE.label) == "资格审核通过"
+
+
+def test_candidate_photo_is_served_to_coordinators_only(coord, coord_client, settings, tmp_path):
+    import io
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test import Client
+    from PIL import Image
+
+    settings.MEDIA_ROOT = tmp_path
+    buffer = io.BytesIO()
+    Image.new("RGB", (60, 80), (1, 2, 3)).save(buffer, "PNG")
+    candidate = services.candidate_create(
+        actor=coord,
+        id_number=make_id_number(),
+        name="王五",
+        phone="13800138000",
+        education="senior",
+        photo=SimpleUploadedFile("p.png", buffer.getvalue()),
+    )
+    url = reverse("cases:candidate-photo", args=[candidate.pk])
+    response = coord_client.get(url)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/jpeg"
+    assert b"".join(response.streaming_content)[:3] == b"\xff\xd8\xff"
+    anonymous = Client()
+    assert anonymous.get(url).status_code == 302  # to the login page
+    assert anonymous.get(f"/media/{candidate.photo.name}").status_code == 404
