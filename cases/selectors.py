@@ -123,7 +123,13 @@ def case_review_queue(*, user) -> QuerySet[Case]:
     """Submitted cases, the longest waiting first."""
     return (
         Case.objects.filter(status=CaseStatus.SUBMITTED)
-        .select_related("candidate", *_PLAN_JOINS)
+        .select_related("candidate", "equivalence_basis__qualification_type", *_PLAN_JOINS)
+        .prefetch_related(
+            Prefetch(
+                "exemptions",
+                queryset=CaseExemption.objects.select_related("basis__qualification_type"),
+            )
+        )
         .order_by("application_date", "updated_at", "pk")
     )
 

@@ -257,7 +257,7 @@ def _resolve_type(value) -> QualificationType:
         raise ValidationError({"qualification_type": [f"未知的证书类型代码：{value}"]}) from None
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def held_certificate_create(
     *,
     actor,
@@ -298,15 +298,20 @@ def held_certificate_create(
     if verification != Verification.UNVERIFIED:
         held.verified_by, held.verified_at = actor, timezone.now()
     held.full_clean(validate_unique=False)
+    taken = ValidationError({"number": [f"证书编号 {mask_ids_in(number)} 已登记"]})
     if HeldCertificate.objects.filter(qualification_type=qtype, number=number).exists():
-        raise ValidationError({"number": [f"证书编号 {mask_ids_in(number)} 已登记"]})
-    held.save()
+        raise taken
+    try:
+        with transaction.atomic():
+            held.save()
+    except IntegrityError:  # recorded concurrently
+        raise taken from None
     changes = {k: {"before": None, "after": v} for k, v in snapshot(held, HELD_FIELDS).items()}
     audit_record(actor=actor, instance=held, action="held_certificate.create", changes=changes)
     return held
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def held_certificate_verify(
     *, actor, held: HeldCertificate, verification: str, note: str = ""
 ) -> HeldCertificate:
@@ -335,7 +340,7 @@ def held_certificate_verify(
 # Cases --------------------------------------------------------------------------------
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def case_create(*, actor, candidate: Candidate, plan: EvaluationPlan) -> Case:
     """Open a draft application of `candidate` to `plan`."""
     require_role(actor, Role.COORDINATOR)
@@ -345,7 +350,11 @@ def case_create(*, actor, candidate: Candidate, plan: EvaluationPlan) -> Case:
         .exists()
     ):
         raise ValidationError({"plan": ["该考生已报名此评价计划"]})
-    case = Case.objects.create(candidate=candidate, plan=plan, created_by=actor)
+    try:
+        with transaction.atomic():
+            case = Case.objects.create(candidate=candidate, plan=plan, created_by=actor)
+    except IntegrityError:  # opened concurrently (one_open_case_per_candidate_and_plan)
+        raise ValidationError({"plan": ["该考生已报名此评价计划"]}) from None
     audit_record(
         actor=actor,
         instance=case,
@@ -485,18 +494,22 @@ def case_reject(*, actor, case: Case, reason: str) -> Case:
 
 
 def approval_problems(case: Case) -> list[str]:
-    """Held certificates the case relies on (exemption or equivalence) that are not verified."""
-    basis_ids = set(case.exemptions.values_list("basis_id", flat=True))
-    if case.equivalence_basis_id:
-        basis_ids.add(case.equivalence_basis_id)
-    return [
-        f"证书 {held.qualification_type.code} {held.masked_number} "
-        f"尚未核验（{held.get_verification_display()}）"
-        for held in HeldCertificate.objects.filter(pk__in=basis_ids)
-        .select_related("qualification_type")
-        .order_by("pk")
-        if not held.is_verified
-    ]
+    """Why the held certificates the case relies on do not support approval: not
+    verified, or revoked by the application date (recorded after submit). Relied on:
+    the basis of each exemption, and the equivalence basis where the plan's level
+    depends on it (below 5). Reads `case.exemptions` and `case.equivalence_basis`, so
+    a list of cases should prefetch `exemptions__basis__qualification_type`."""
+    relied = {e.basis_id: e.basis for e in case.exemptions.all()}
+    if case.equivalence_basis_id and case.plan.level < 5:
+        relied[case.equivalence_basis_id] = case.equivalence_basis
+    problems = []
+    for held in sorted(relied.values(), key=lambda h: h.pk):
+        label = f"证书 {held.qualification_type.code} {held.masked_number}"
+        if not held.is_verified:
+            problems.append(f"{label} 尚未核验（{held.get_verification_display()}）")
+        if held.revoked_on and case.application_date and held.revoked_on <= case.application_date:
+            problems.append(f"{label} 已于 {held.revoked_on} 被吊销或注销")
+    return problems
 
 
 @transaction.atomic(durable=True)

@@ -613,3 +613,32 @@ def test_id_number_change_of_a_draft_candidate_rederives_birth_date(coord):
         date(1980, 2, 3),
         "F",
     )
+
+
+def test_basis_certificate_revoked_after_submit_blocks_approval(coord, plan):
+    from cases.models import HeldCertificate
+
+    candidate = register(coord)
+    held = hold(coord, candidate, "SAMR-WELD")
+    case = submitted(coord, plan, candidate)
+    # The registry later reports a revocation dated before the application.
+    HeldCertificate.objects.filter(pk=held.pk).update(revoked_on=date(2026, 5, 1))
+    with pytest.raises(EligibilityError) as info:
+        services.case_approve(actor=coord, case=case)
+    assert info.value.problems == [f"证书 SAMR-WELD {held.number} 已于 2026-05-01 被吊销或注销"]
+
+
+def test_equivalence_basis_need_not_be_verified_for_a_level_5_plan(coord):
+    from catalog.models import Occupation
+
+    plan = PlanFactory(
+        qualification_type=QualificationType.objects.get(code="MEM-ELEC-LV"),
+        occupation=Occupation.objects.get(code="6-31-01-03"),
+    )
+    candidate = register(coord)
+    hold(
+        coord, candidate, "MEM-ELEC-HV", issue_date=date(2025, 1, 1), verified=False
+    )  # no row to LV
+    case = submitted(coord, plan, candidate)
+    assert case.equivalent_level == 4
+    assert services.case_approve(actor=coord, case=case).status == CaseStatus.ELIGIBLE
