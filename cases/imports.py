@@ -965,6 +965,29 @@ def import_job_run(*, job_id: int) -> bool:
     return True
 
 
+# A pending job older than this lost its dispatch (the web process died between commit
+# and on_commit, or the broker was down); the sweep sends it again.
+PENDING_GRACE = timedelta(minutes=5)
+
+
+def import_jobs_sweep() -> list[int]:
+    """Re-dispatch jobs no worker is working on: pending past PENDING_GRACE, or running
+    past the task time limit (a worker died mid-run; the redelivered message found the
+    job still claimed and left it). Safe to repeat: the task claims before working.
+    Returns the ids dispatched. Run by Celery beat (config/settings.py)."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    job_ids = list(
+        ImportJob.objects.filter(
+            Q(status=ImportJobStatus.PENDING, created_at__lt=now - PENDING_GRACE)
+            | Q(status=ImportJobStatus.RUNNING, started_at__lt=stale)
+        ).values_list("pk", flat=True)
+    )
+    for job_id in job_ids:
+        _dispatch(job_id)
+    return job_ids
+
+
 def import_job_list(*, user, limit: int = 20):
     """Recent jobs, newest first (every coordinator sees every job)."""
     require_role(user, Role.COORDINATOR)

@@ -202,6 +202,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600)
+CELERY_BEAT_SCHEDULE = {
+    # Outbox-style safety net: on_commit dispatches die with their process.
+    "candidate-import-sweep": {"task": "cases.tasks.candidate_import_sweep", "schedule": 300.0},
+}
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 if env("CACHE_URL"):

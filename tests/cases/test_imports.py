@@ -591,6 +591,32 @@ def test_a_running_job_is_not_claimed_again_until_it_is_stale(
     assert (job.status, job.created_count) == (ImportJobStatus.SUCCEEDED, 1)
 
 
+def test_sweep_runs_jobs_whose_dispatch_was_lost_or_whose_worker_died(
+    coord, django_capture_on_commit_callbacks
+):
+    from cases.tasks import candidate_import_sweep
+
+    with django_capture_on_commit_callbacks(execute=False):  # dispatch "lost"
+        lost = job_for(coord, [person()])
+        fresh = job_for(coord, [person()])
+        stranded = job_for(coord, [person()])
+    hour_ago = timezone.now() - timedelta(hours=1)
+    ImportJob.objects.filter(pk=lost.pk).update(created_at=hour_ago)
+    ImportJob.objects.filter(pk=stranded.pk).update(
+        status=ImportJobStatus.RUNNING, started_at=hour_ago, created_at=hour_ago
+    )
+
+    assert sorted(candidate_import_sweep()) == sorted([lost.pk, stranded.pk])
+
+    statuses = dict(ImportJob.objects.values_list("pk", "status"))
+    assert statuses == {
+        lost.pk: ImportJobStatus.SUCCEEDED,
+        fresh.pk: ImportJobStatus.PENDING,
+        stranded.pk: ImportJobStatus.SUCCEEDED,
+    }
+    assert candidate_import_sweep() == []
+
+
 def test_uploader_who_lost_the_role_gets_a_failed_job(coord, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
         job = job_for(coord, [person()])
