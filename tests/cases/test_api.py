@@ -4,7 +4,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
-from cases.models import Candidate, Case
+from cases import services
+from cases.models import Candidate
 
 from .factories import PlanFactory, UserFactory, coordinator, hold, make_id_number, register
 
@@ -140,7 +141,7 @@ def test_full_workflow_through_the_api(api, coord):
 
 
 def test_transition_from_the_wrong_state_is_409_naming_both_states(api, coord):
-    case = Case.objects.create(candidate=register(coord), plan=PlanFactory())
+    case = services.case_create(actor=coord, candidate=register(coord), plan=PlanFactory())
     response = api.post(f"/api/v1/cases/{case.pk}/approve/")
     assert response.status_code == 409
     assert response.json() == {
@@ -152,7 +153,7 @@ def test_transition_from_the_wrong_state_is_409_naming_both_states(api, coord):
 
 
 def test_transition_by_a_reviewer_is_403(coord):
-    case = Case.objects.create(candidate=register(coord), plan=PlanFactory())
+    case = services.case_create(actor=coord, candidate=register(coord), plan=PlanFactory())
     response = client_for("reviewer").post(f"/api/v1/cases/{case.pk}/submit/")
     assert response.status_code == 403
     case.refresh_from_db()
@@ -175,8 +176,8 @@ def test_registration_data_is_for_coordinators_only(role):
 
 
 def test_submit_with_problems_is_400_listing_them(api, coord):
-    case = Case.objects.create(
-        candidate=register(coord, birth=date(2009, 1, 1)), plan=PlanFactory()
+    case = services.case_create(
+        actor=coord, candidate=register(coord, birth=date(2009, 1, 1)), plan=PlanFactory()
     )
     response = api.post(f"/api/v1/cases/{case.pk}/submit/")
     assert response.status_code == 400
@@ -184,7 +185,7 @@ def test_submit_with_problems_is_400_listing_them(api, coord):
 
 
 def test_return_for_correction_requires_reason(api, coord):
-    case = Case.objects.create(candidate=register(coord), plan=PlanFactory())
+    case = services.case_create(actor=coord, candidate=register(coord), plan=PlanFactory())
     api.post(f"/api/v1/cases/{case.pk}/submit/")
     response = api.post(f"/api/v1/cases/{case.pk}/return_for_correction/", {"reason": ""})
     assert response.status_code == 400
@@ -194,7 +195,7 @@ def test_return_for_correction_requires_reason(api, coord):
 def test_expired_held_certificate_reason_shown_on_case(api, coord):
     candidate = register(coord)
     hold(coord, candidate, "SAMR-WELD", issue_date=date(2020, 1, 1))
-    case = Case.objects.create(candidate=candidate, plan=PlanFactory())
+    case = services.case_create(actor=coord, candidate=candidate, plan=PlanFactory())
     body = api.post(f"/api/v1/cases/{case.pk}/submit/").json()
     assert body["exemptions"] == []
     assert body["not_counted"][0]["reason"].startswith("证书已过期")
