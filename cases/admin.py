@@ -3,11 +3,45 @@ and changed through the pages and API, whose services audit every change."""
 
 from django.contrib import admin
 
-from .models import Candidate, Case, CaseExemption, EvaluationPlan, HeldCertificate, ImportJob
+from .models import (
+    Candidate,
+    Case,
+    CaseExemption,
+    EvaluationPlan,
+    HeldCertificate,
+    ImportJob,
+    PassMark,
+    PlanCertificate,
+    PlanComponent,
+)
+
+
+class PlanComponentInline(admin.TabularInline):
+    model = PlanComponent
+    extra = 0
+
+
+class PlanCertificateInline(admin.TabularInline):
+    model = PlanCertificate
+    extra = 0
+    show_change_link = True
+
+
+class PassMarkInline(admin.TabularInline):
+    model = PassMark
+    extra = 0
+
+
+@admin.register(PlanCertificate)
+class PlanCertificateAdmin(admin.ModelAdmin):
+    list_display = ["plan", "kind", "theory_before_practical"]
+    inlines = [PassMarkInline]
 
 
 @admin.register(EvaluationPlan)
 class EvaluationPlanAdmin(admin.ModelAdmin):
+    inlines = [PlanComponentInline, PlanCertificateInline]
+    readonly_fields = ["status"]
     list_display = ["name", "qualification_type", "occupation", "level", "province", "exam_date"]
     list_filter = ["qualification_type", "province"]
     filter_horizontal = ["disabled_rules"]

@@ -18,8 +18,9 @@ from django.utils import timezone
 from PIL import Image
 from stdnum.cn import ric
 
-from catalog.models import Occupation, QualificationType
+from catalog.models import QualificationType
 
+from . import plans as plan_services
 from . import services
 from .exceptions import EligibilityError
 from .models import Candidate, Case, CaseStatus, EvaluationPlan, HeldCertificate, Verification
@@ -129,20 +130,23 @@ def _held_number(
     return f"TS14{year}{rng.randrange(10**6):06d}"
 
 
-def ensure_plans(today: date) -> list[EvaluationPlan]:
+def ensure_plans(today: date, actor) -> list[EvaluationPlan]:
+    """The demo plans, open for registration, practical exams double-marked."""
     plans = []
     for name, code, occupation, level in PLANS:
-        plan, _ = EvaluationPlan.objects.get_or_create(
-            name=name,
-            defaults={
-                "qualification_type": QualificationType.objects.get(code=code),
-                "occupation": Occupation.objects.get(code=occupation),
-                "level": level,
-                "province": "14",
-                "exam_date": today + timedelta(days=30),
-                "min_work_years": 0,
-            },
-        )
+        plan = EvaluationPlan.objects.filter(name=name).first()
+        if plan is None:
+            plan = plan_services.plan_create(
+                actor=actor,
+                name=name,
+                qualification_type=code,
+                occupation=occupation,
+                level=level,
+                province="14",
+                exam_date=today + timedelta(days=30),
+                double_marked=("practical",),
+            )
+            plan = plan_services.plan_open(actor=actor, plan=plan)
         plans.append(plan)
     return plans
 
@@ -154,7 +158,7 @@ def build(*, candidates: int, seed: int, progress=None) -> DemoResult:
     today = timezone.localdate()
     ensure_accounts()
     actor = get_user_model().objects.get(username="coordinator")
-    plans = ensure_plans(today)
+    plans = ensure_plans(today, actor)
     taken = set(Candidate.objects.values_list("id_number", flat=True))
     used_numbers = set(HeldCertificate.objects.values_list("number", flat=True))
     result = DemoResult(plans=plans)

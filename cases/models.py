@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
@@ -199,7 +199,18 @@ class HeldCertificate(models.Model):
         return self.number
 
 
-class EvaluationPlan(models.Model):
+def _is_coordinator(instance, user) -> bool:
+    return has_role(user, Role.COORDINATOR)
+
+
+class PlanStatus(models.TextChoices):
+    DRAFT = "draft", _("草稿")
+    OPEN = "open", _("报名中")
+    CLOSED = "closed", _("已截止")
+    ARCHIVED = "archived", _("已归档")
+
+
+class EvaluationPlan(ConcurrentTransitionMixin, models.Model):
     """What a candidate applies to: a qualification type with an occupation and level.
 
     Minimal here; the exams app adds components, pass rules and sessions.
@@ -241,15 +252,151 @@ class EvaluationPlan(models.Model):
         blank=True,
         help_text="“如无特别规定”：本省另有规定时关闭对应序号",
     )
+    status = FSMField(
+        "状态", max_length=16, choices=PlanStatus.choices, default=PlanStatus.DRAFT, protected=True
+    )
+    registration_opens = models.DateField("报名开始", null=True, blank=True)
+    registration_closes = models.DateField("报名截止", null=True, blank=True)
+    retake_window_days = models.PositiveSmallIntegerField(
+        "补考期限（天）", default=365, help_text="自成绩公布之日起，可仅补考不合格科目"
+    )
+    retake_limit = models.PositiveSmallIntegerField("补考次数上限", default=1)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-exam_date", "name"]
         verbose_name = "评价计划"
         verbose_name_plural = "评价计划"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(registration_closes__isnull=True)
+                | Q(registration_opens__isnull=True)
+                | Q(registration_closes__gte=F("registration_opens")),
+                name="registration_window_ordered",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    @transition(status, source=PlanStatus.DRAFT, target=PlanStatus.OPEN, permission=_is_coordinator)
+    def open(self):
+        pass
+
+    @transition(
+        status, source=PlanStatus.OPEN, target=PlanStatus.CLOSED, permission=_is_coordinator
+    )
+    def close(self):
+        pass
+
+    @transition(
+        status, source=PlanStatus.CLOSED, target=PlanStatus.ARCHIVED, permission=_is_coordinator
+    )
+    def archive(self):
+        pass
+
+    def registration_open_on(self, day) -> bool:
+        return (
+            self.status == PlanStatus.OPEN
+            and (self.registration_opens is None or day >= self.registration_opens)
+            and (self.registration_closes is None or day <= self.registration_closes)
+        )
+
+
+class MarkingMode(models.TextChoices):
+    SINGLE = "single", _("单评")
+    DOUBLE = "double", _("双盲评")
+
+
+class PlanComponent(models.Model):
+    """A component candidates of the plan sit (or complete), shared by its certificates."""
+
+    plan = models.ForeignKey(EvaluationPlan, related_name="components", on_delete=models.CASCADE)
+    component = models.ForeignKey(Component, on_delete=models.PROTECT)
+    max_score = models.PositiveSmallIntegerField("满分", default=100)
+    marking_mode = models.CharField(
+        "评分方式", max_length=8, choices=MarkingMode.choices, default=MarkingMode.SINGLE
+    )
+    tolerance = models.DecimalField(
+        "双评允许误差",
+        max_digits=4,
+        decimal_places=1,
+        default=Decimal(5),
+        help_text="两评分差超过此值时由主考评员仲裁",
+    )
+    order = models.PositiveSmallIntegerField("顺序", default=0)
+
+    class Meta:
+        ordering = ["plan", "order", "pk"]
+        verbose_name = "计划科目"
+        verbose_name_plural = "计划科目"
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "component"], name="one_plan_component"),
+            models.CheckConstraint(condition=Q(max_score__gt=0), name="max_score_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plan} · {self.component}"
+
+
+class CertificateKind(models.TextChoices):
+    QUALIFICATION = "qualification", _("职业资格证书")
+    SKILL = "skill", _("职业技能等级证书")
+
+
+class PlanCertificate(models.Model):
+    """One certificate a plan can award, with its own pass rule (一试多证)."""
+
+    plan = models.ForeignKey(EvaluationPlan, related_name="certificates", on_delete=models.CASCADE)
+    kind = models.CharField("证书", max_length=16, choices=CertificateKind.choices)
+    theory_before_practical = models.BooleanField(
+        "理论合格后方可计实操",
+        default=False,
+        help_text="理论未合格时，实操成绩不计入本证书",
+    )
+
+    class Meta:
+        ordering = ["plan", "kind"]
+        verbose_name = "计划证书"
+        verbose_name_plural = "计划证书"
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "kind"], name="one_certificate_kind_per_plan")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plan} · {self.get_kind_display()}"
+
+
+class PassMark(models.Model):
+    """A component a certificate requires: a mark to reach, or (no mark) completion."""
+
+    certificate = models.ForeignKey(PlanCertificate, related_name="marks", on_delete=models.CASCADE)
+    component = models.ForeignKey(Component, on_delete=models.PROTECT)
+    pass_mark = models.DecimalField(
+        "合格分",
+        max_digits=5,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        help_text="留空表示须完成（如安全培训）",
+    )
+
+    class Meta:
+        ordering = ["certificate", "component"]
+        verbose_name = "合格标准"
+        verbose_name_plural = "合格标准"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["certificate", "component"], name="one_mark_per_component"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.component} ≥ {self.pass_mark}"
+            if self.pass_mark is not None
+            else str(self.component)
+        )
 
 
 class CaseStatus(models.TextChoices):
@@ -259,10 +406,14 @@ class CaseStatus(models.TextChoices):
     REJECTED = "rejected", _("不予受理")
     ELIGIBLE = "eligible", _("资格审核通过")
     WITHDRAWN = "withdrawn", _("已撤回")
-
-
-def _is_coordinator(instance, user) -> bool:
-    return has_role(user, Role.COORDINATOR)
+    SCHEDULED = "scheduled", _("已安排考试")
+    EXAMINED = "examined", _("已参考")
+    ABSENT = "absent", _("缺考")
+    VOID = "void", _("成绩无效")
+    SCORED = "scored", _("成绩已确定")
+    PASSED = "passed", _("考核合格")
+    FAILED = "failed", _("考核不合格")
+    COMPLETED = "completed", _("已办结")
 
 
 class Case(ConcurrentTransitionMixin, models.Model):
@@ -282,6 +433,8 @@ class Case(ConcurrentTransitionMixin, models.Model):
     equivalence_source = models.CharField(max_length=200, blank=True)
     # Held certificates that earned nothing at submit, with the reason (shown on the case).
     not_counted = models.JSONField("未计入的证书", default=list, blank=True)
+    attempts = models.PositiveSmallIntegerField("参考次数", default=0)
+    result_date = models.DateField("成绩公布日期", null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True
     )
@@ -338,12 +491,80 @@ class Case(ConcurrentTransitionMixin, models.Model):
 
     @transition(
         status,
-        source=[CaseStatus.DRAFT, CaseStatus.SUBMITTED, CaseStatus.RETURNED, CaseStatus.ELIGIBLE],
+        source=[
+            CaseStatus.DRAFT,
+            CaseStatus.SUBMITTED,
+            CaseStatus.RETURNED,
+            CaseStatus.ELIGIBLE,
+            CaseStatus.SCHEDULED,
+        ],
         target=CaseStatus.WITHDRAWN,
         permission=_is_coordinator,
     )
     def withdraw(self, reason: str):
         self.status_reason = reason
+
+    # Exams (DESIGN.md): moved by exams.services through cases.services only.
+
+    @transition(
+        status, source=CaseStatus.ELIGIBLE, target=CaseStatus.SCHEDULED, permission=_is_coordinator
+    )
+    def schedule(self):
+        pass
+
+    @transition(
+        status, source=CaseStatus.SCHEDULED, target=CaseStatus.ELIGIBLE, permission=_is_coordinator
+    )
+    def unschedule(self):
+        """The booking was cancelled before the exam (not in DESIGN's table: the way back
+        for a seat given up, so the case can be booked again)."""
+
+    @transition(
+        status, source=CaseStatus.SCHEDULED, target=CaseStatus.EXAMINED, permission=_is_coordinator
+    )
+    def check_in(self):
+        self.attempts += 1
+
+    @transition(
+        status, source=CaseStatus.SCHEDULED, target=CaseStatus.ABSENT, permission=_is_coordinator
+    )
+    def mark_absent(self):
+        self.attempts += 1
+
+    @transition(
+        status,
+        source=[CaseStatus.EXAMINED, CaseStatus.SCORED],
+        target=CaseStatus.VOID,
+        permission=_is_coordinator,
+    )
+    def void(self, reason: str):
+        self.status_reason = reason
+
+    @transition(status, source=CaseStatus.EXAMINED, target=CaseStatus.SCORED)
+    def finalise_scores(self):
+        pass
+
+    @transition(status, source=CaseStatus.SCORED, target=CaseStatus.PASSED)
+    def pass_(self, on):
+        """`pass` in DESIGN.md (a Python keyword)."""
+        self.result_date = on
+
+    @transition(status, source=CaseStatus.SCORED, target=CaseStatus.FAILED)
+    def fail(self, on):
+        self.result_date = on
+
+    @transition(status, source=CaseStatus.PASSED, target=CaseStatus.COMPLETED)
+    def complete(self):
+        pass
+
+    @transition(
+        status,
+        source=[CaseStatus.FAILED, CaseStatus.ABSENT],
+        target=CaseStatus.ELIGIBLE,
+        permission=_is_coordinator,
+    )
+    def retake(self):
+        self.status_reason = ""
 
 
 class CaseExemption(models.Model):

@@ -28,3 +28,12 @@ def has_role(user, *roles: str) -> bool:
     """True when the user holds any of `roles`; admin holds every role."""
     held = user_roles(user)
     return Role.ADMIN in held or bool(held.intersection(roles))
+
+
+def require_role(actor, *roles: str) -> None:
+    """Raise PermissionDenied naming the roles needed unless `actor` holds one."""
+    from django.core.exceptions import PermissionDenied
+
+    if not has_role(actor, *roles):
+        labels = "、".join(str(Role(r).label) for r in roles)
+        raise PermissionDenied(f"需要以下角色之一：{labels}")

@@ -3,7 +3,7 @@ and cases goes through here, in one transaction with its audit event."""
 
 from datetime import date
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_fsm import can_proceed
@@ -26,7 +26,8 @@ from .models import (
     WorkExperience,
 )
 from .photos import photo_discard, photo_store
-from .roles import Role, has_role
+from .plans import registration_problem
+from .roles import Role, require_role
 from .validators import parse_id_number
 
 CANDIDATE_FIELDS = ["id_number", "name", "sex", "birth_date", "phone", "education", "photo"]
@@ -42,12 +43,6 @@ HELD_FIELDS = [
     "verification_note",
 ]
 CASE_FIELDS = ["candidate", "plan", "status"]
-
-
-def require_role(actor, *roles: str) -> None:
-    if not has_role(actor, *roles):
-        labels = "、".join(str(Role(r).label) for r in roles)
-        raise PermissionDenied(f"需要以下角色之一：{labels}")
 
 
 # Candidates ---------------------------------------------------------------------------
@@ -342,8 +337,12 @@ def held_certificate_verify(
 
 @transaction.atomic(durable=True)
 def case_create(*, actor, candidate: Candidate, plan: EvaluationPlan) -> Case:
-    """Open a draft application of `candidate` to `plan`."""
+    """Open a draft application of `candidate` to `plan`, while the plan takes
+    registrations (open, within its window)."""
     require_role(actor, Role.COORDINATOR)
+    problem = registration_problem(plan)
+    if problem:
+        raise ValidationError({"plan": [problem]})
     if (
         Case.objects.filter(candidate=candidate, plan=plan)
         .exclude(status__in=[CaseStatus.WITHDRAWN, CaseStatus.REJECTED])

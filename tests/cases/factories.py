@@ -9,9 +9,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from stdnum.cn import ric
 
-from cases import services
+from cases import plans, services
 from cases.models import EvaluationPlan
-from catalog.models import Occupation, QualificationType
+from catalog.models import QualificationType
 
 _serial = itertools.count(1)
 
@@ -44,18 +44,27 @@ def coordinator(username="coord"):
 
 
 class PlanFactory(factory.django.DjangoModelFactory):
+    """An open plan built by the plan services (catalog components and pass rules)."""
+
     class Meta:
         model = EvaluationPlan
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"2026年焊工联合评价 第{n}期")
     qualification_type = factory.LazyFunction(
         lambda: QualificationType.objects.get(code="MEM-WELD-FC")
     )
-    occupation = factory.LazyFunction(lambda: Occupation.objects.get(code="6-18-02-04"))
+    occupation = factory.LazyAttribute(lambda o: o.qualification_type.occupation)
     level = 5
     province = "14"
     exam_date = date(2026, 9, 15)
     require_photo = False
+
+    @classmethod
+    def _create(cls, model_class, *args, double_marked=(), open_plan=True, **kwargs):
+        actor = UserFactory(username="plan-coordinator", roles=["coordinator"])
+        plan = plans.plan_create(actor=actor, double_marked=double_marked, **kwargs)
+        return plans.plan_open(actor=actor, plan=plan) if open_plan else plan
 
 
 def register(actor, *, birth=date(1990, 5, 17), sex="M", name="张三", work_years=None, **kwargs):
