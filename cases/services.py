@@ -364,9 +364,9 @@ def case_create(*, actor, candidate: Candidate, plan: EvaluationPlan) -> Case:
     return case
 
 
-def _locked_case(case: Case, actor, name: str) -> Case:
+def _locked_case(case: Case, actor, name: str, roles=(Role.COORDINATOR,)) -> Case:
     """Re-read the case under a row lock and check the actor may take `name` from here."""
-    require_role(actor, Role.COORDINATOR)
+    require_role(actor, *roles)
     locked = (
         Case.objects.select_for_update()
         .select_related("candidate", "plan__qualification_type", "plan__occupation")
@@ -531,3 +531,106 @@ def case_withdraw(*, actor, case: Case, reason: str = "") -> Case:
     from_state = case.status
     case.withdraw(reason=(reason or "").strip())
     return _finish(case, actor, "withdraw", from_state, (reason or "").strip())
+
+
+# Exam stage ---------------------------------------------------------------------------
+# Called by exams services inside their own transaction (a booking and its case move
+# together), so these use plain atomic; each locks the case row and audits.
+
+
+@transaction.atomic
+def case_schedule(*, actor, case: Case, detail: dict | None = None) -> Case:
+    """eligible -> scheduled (a seat was booked; `detail` names it for the audit)."""
+    case = _locked_case(case, actor, "schedule")
+    from_state = case.status
+    case.schedule()
+    return _finish(
+        case, actor, "schedule", from_state, changes={"booking": {"before": None, "after": detail}}
+    )
+
+
+@transaction.atomic
+def case_unschedule(*, actor, case: Case, reason: str) -> Case:
+    """scheduled -> eligible (the booking was cancelled before the exam)."""
+    case = _locked_case(case, actor, "unschedule")
+    reason = _require_reason(reason)
+    from_state = case.status
+    case.unschedule()
+    return _finish(case, actor, "unschedule", from_state, reason)
+
+
+@transaction.atomic
+def case_check_in(*, actor, case: Case) -> Case:
+    """scheduled -> examined, at the check-in desk."""
+    case = _locked_case(case, actor, "check_in")
+    from_state = case.status
+    case.check_in()
+    return _finish(case, actor, "check_in", from_state)
+
+
+@transaction.atomic
+def case_mark_absent(*, actor, case: Case) -> Case:
+    """scheduled -> absent, when the session closes without a check-in."""
+    case = _locked_case(case, actor, "mark_absent")
+    from_state = case.status
+    case.mark_absent()
+    return _finish(case, actor, "mark_absent", from_state)
+
+
+@transaction.atomic
+def case_void(*, actor, case: Case, reason: str) -> Case:
+    """examined/scored -> void (end): misconduct recorded with evidence."""
+    case = _locked_case(case, actor, "void")
+    reason = _require_reason(reason)
+    from_state = case.status
+    case.void(reason=reason)
+    return _finish(case, actor, "void", from_state, reason)
+
+
+@transaction.atomic
+def case_finalise_scores(*, actor, case: Case) -> Case:
+    """examined -> scored: every required component has its final result (checked by
+    the exams scoring service that calls this)."""
+    case = _locked_case(case, actor, "finalise_scores", roles=(Role.GRADER, Role.COORDINATOR))
+    from_state = case.status
+    case.finalise_scores()
+    return _finish(case, actor, "finalise_scores", from_state)
+
+
+@transaction.atomic
+def case_publish_result(*, actor, case: Case, passed: bool, on: date) -> Case:
+    """scored -> passed / failed, when quality review approves the session."""
+    name = "pass_" if passed else "fail"
+    case = _locked_case(case, actor, name, roles=(Role.REVIEWER,))
+    from_state = case.status
+    getattr(case, name)(on=on)
+    return _finish(case, actor, "pass" if passed else "fail", from_state)
+
+
+@transaction.atomic
+def case_complete(*, actor, case: Case) -> Case:
+    """passed -> completed, when the last owed certificate is issued (issuance)."""
+    case = _locked_case(case, actor, "complete", roles=(Role.ISSUER_OFFICER,))
+    from_state = case.status
+    case.complete()
+    return _finish(case, actor, "complete", from_state)
+
+
+@transaction.atomic(durable=True)
+def case_retake(*, actor, case: Case, on: date | None = None) -> Case:
+    """failed/absent -> eligible, within the plan's retake window (from the result
+    date, or the exam date for an absence) and retake count; only components not yet
+    passed are sat again (exams.scheduling works them out)."""
+    case = _locked_case(case, actor, "retake")
+    on = on or timezone.localdate()
+    plan = case.plan
+    since = case.result_date or plan.exam_date
+    if (on - since).days > plan.retake_window_days:
+        raise ValidationError(
+            {"case": [f"补考期限已过（自 {since} 起 {plan.retake_window_days} 天内）"]}
+        )
+    if case.attempts > plan.retake_limit:
+        raise ValidationError({"case": [f"补考次数已达上限（{plan.retake_limit} 次）"]})
+    from_state = case.status
+    case.retake()
+    return _finish(case, actor, "retake", from_state)
