@@ -190,6 +190,11 @@ SPECTACULAR_SETTINGS = {
         "EducationEnum": "cases.models.Education",
         "CaseStatusEnum": "cases.models.CaseStatus",
         "ImportJobStatusEnum": "cases.models.ImportJobStatus",
+        "PlanStatusEnum": "cases.models.PlanStatus",
+        "SessionStatusEnum": "exams.models.SessionStatus",
+        "BookingStatusEnum": "exams.models.BookingStatus",
+        "WarningStatusEnum": "exams.models.WarningStatus",
+        "ScoreStatusEnum": "exams.models.ScoreStatus",
     },
 }
 
@@ -205,6 +210,10 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600)
 CELERY_BEAT_SCHEDULE = {
     # Outbox-style safety net: on_commit dispatches die with their process.
     "candidate-import-sweep": {"task": "cases.tasks.candidate_import_sweep", "schedule": 300.0},
+    "quality-warnings-sweep": {
+        "task": "exams.tasks.quality_warnings_send_sweep",
+        "schedule": 300.0,
+    },
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

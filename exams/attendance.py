@@ -1,0 +1,173 @@
+"""Exam day: the check-in desk and misconduct (违纪).
+
+Check-in is open while the roster is frozen and while the exam is in progress:
+candidates enter the room before the start (the desk opens once the roster can no
+longer change), and latecomers are still admitted after it; the quality review flags
+check-ins after the start time (exams.review), so nothing is lost by admitting them.
+The desk field takes whatever a scanner or a keyboard gives: an admission-ticket
+number (the QR code on the ticket) or the candidate's full ID number.
+"""
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from audit.exceptions import StateConflict
+from audit.services import audit_record
+from cases import services as case_services
+from cases.roles import Role, require_role
+
+from .models import Booking, BookingStatus, ExamSession, Misconduct, SessionStatus
+
+CHECK_IN_STATES = (SessionStatus.ROSTER_FROZEN, SessionStatus.IN_PROGRESS)
+# Misconduct may come to light during the exam, in marking (e.g. identical answers),
+# or in quality review (a confirmed early warning); never after results are published.
+MISCONDUCT_STATES = (SessionStatus.IN_PROGRESS, SessionStatus.MARKING, SessionStatus.IN_REVIEW)
+
+
+def _labels(states) -> str:
+    return "或".join(f"「{SessionStatus(s).label}」" for s in states)
+
+
+def _where(session: ExamSession) -> str:
+    return f"场次 {session.code}（{session.date} {session.start_time:%H:%M}，{session.room}）"
+
+
+def _find_booking(session: ExamSession, code: str) -> Booking:
+    """The booking of `session` for a ticket number or a full ID number, or a
+    ValidationError on `code` saying why not."""
+    by_ticket = Booking.objects.select_related("session__room__venue").filter(ticket_number=code)
+    booking = by_ticket.first()
+    if booking is not None:
+        if booking.session_id != session.pk:
+            raise ValidationError(
+                {"code": [f"准考证号 {code} 属于{_where(booking.session)}，不是本场次的考生"]}
+            )
+        if booking.status == BookingStatus.CANCELLED:
+            raise ValidationError({"code": [f"准考证号 {code} 已取消"]})
+        return booking
+    by_id = (
+        Booking.objects.filter(case__candidate__id_number=code)
+        .exclude(status=BookingStatus.CANCELLED)
+        .select_related("session__room__venue")
+        .order_by("-pk")
+    )
+    booking = by_id.filter(session=session).first()
+    if booking is not None:
+        return booking
+    elsewhere = by_id.filter(status=BookingStatus.BOOKED).first()
+    if elsewhere is not None:
+        raise ValidationError(
+            {"code": [f"该身份证号码的考生安排在{_where(elsewhere.session)}，不是本场次的考生"]}
+        )
+    raise ValidationError({"code": [f"未找到准考证号或身份证号码为 {code} 的考生"]})
+
+
+@transaction.atomic(durable=True)
+def check_in(*, actor, session: ExamSession, ticket_or_id: str) -> Booking:
+    """Check a candidate in at the desk of `session` by ticket number or full ID number
+    (case-insensitive, surrounding spaces ignored): booked -> checked_in with the time,
+    and the case scheduled -> examined (cases.services.case_check_in). The session must
+    be roster_frozen or in_progress. Unknown codes and another session's candidates are
+    refused (400, on `code`); a second check-in is a StateConflict (409). Locks the
+    session, the booking, then the case. Audited as `booking.check_in`."""
+    require_role(actor, Role.COORDINATOR)
+    session = (
+        ExamSession.objects.select_for_update().select_related("room__venue").get(pk=session.pk)
+    )
+    if session.status not in CHECK_IN_STATES:
+        raise StateConflict(
+            f"场次当前状态为「{session.get_status_display()}」，不能签到"
+            f"（须为{_labels(CHECK_IN_STATES)}）",
+            current_state=session.status,
+        )
+    code = (ticket_or_id or "").strip().upper()
+    if not code:
+        raise ValidationError({"code": ["请扫描或输入准考证号、身份证号码"]})
+    found = _find_booking(session, code)
+    booking = (
+        Booking.objects.select_for_update()
+        .select_related("case__candidate", "session")
+        .get(pk=found.pk)
+    )
+    if booking.status == BookingStatus.CHECKED_IN:
+        at = timezone.localtime(booking.checked_in_at)
+        raise StateConflict(
+            f"考生 {booking.case.candidate.name}（准考证号 {booking.ticket_number}）"
+            f"已于 {at:%H:%M:%S} 签到，不能重复签到",
+            current_state=booking.status,
+        )
+    if booking.status != BookingStatus.BOOKED:
+        raise StateConflict(
+            f"考位当前状态为「{booking.get_status_display()}」，不能签到",
+            current_state=booking.status,
+            target_state=BookingStatus.CHECKED_IN,
+        )
+    case_services.case_check_in(actor=actor, case=booking.case)
+    from_state = booking.status
+    booking.status = BookingStatus.CHECKED_IN
+    booking.checked_in_at = timezone.now()
+    booking.save(update_fields=["status", "checked_in_at"])
+    audit_record(
+        actor=actor,
+        instance=booking,
+        action="booking.check_in",
+        from_state=from_state,
+        to_state=booking.status,
+        changes={
+            "checked_in_at": {"before": None, "after": booking.checked_in_at},
+            "session_status": {"before": None, "after": session.status},
+        },
+    )
+    return booking
+
+
+@transaction.atomic(durable=True)
+def misconduct_record(*, actor, booking: Booking, description: str, evidence) -> Misconduct:
+    """Record misconduct (违纪) of a checked-in candidate with an evidence file: the
+    booking becomes void and the case's result is voided (cases.services.case_void
+    with the description as reason; examined/scored -> void, an end state). The
+    session must be in progress, in marking or in review. Locks the session, the
+    booking, then the case. The evidence is written to storage as the row is saved;
+    should the transaction roll back, the stored file is left without a row (harmless,
+    never served). Audited as `booking.misconduct`."""
+    require_role(actor, Role.COORDINATOR)
+    session = ExamSession.objects.select_for_update().get(pk=booking.session_id)
+    booking = Booking.objects.select_for_update().select_related("case").get(pk=booking.pk)
+    if session.status not in MISCONDUCT_STATES:
+        raise StateConflict(
+            f"场次当前状态为「{session.get_status_display()}」，不能记录违纪"
+            f"（须为{_labels(MISCONDUCT_STATES)}）",
+            current_state=session.status,
+        )
+    if booking.status != BookingStatus.CHECKED_IN:
+        raise StateConflict(
+            f"考位当前状态为「{booking.get_status_display()}」，只有已签到的考生可以记录违纪",
+            current_state=booking.status,
+            target_state=BookingStatus.VOID,
+        )
+    description = (description or "").strip()
+    errors: dict[str, list[str]] = {}
+    if not description:
+        errors["description"] = ["请填写违纪情况"]
+    if not evidence or not getattr(evidence, "size", 0):
+        errors["evidence"] = ["请上传违纪证据文件"]
+    if errors:
+        raise ValidationError(errors)
+    case_services.case_void(actor=actor, case=booking.case, reason=description)
+    misconduct = Misconduct(booking=booking, description=description, recorded_by=actor)
+    misconduct.evidence.save(evidence.name, evidence, save=False)
+    misconduct.save()
+    from_state = booking.status
+    booking.status = BookingStatus.VOID
+    booking.save(update_fields=["status"])
+    audit_record(
+        actor=actor,
+        instance=booking,
+        action="booking.misconduct",
+        from_state=from_state,
+        to_state=booking.status,
+        reason=description,
+        changes={"evidence": {"before": None, "after": misconduct.evidence.name}},
+    )
+    return misconduct

@@ -1,0 +1,221 @@
+"""The check-in desk and misconduct."""
+
+from datetime import time
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from audit.exceptions import StateConflict
+from audit.models import AuditEvent
+from cases.models import Case, CaseStatus
+from exams.attendance import check_in, misconduct_record
+from exams.models import Booking, BookingStatus, Misconduct
+from exams.scheduling import booking_create
+from exams.sessions import session_close, session_freeze_roster, session_start
+
+from .factories import PlanFactory, UserFactory, coordinator, eligible_case, exam_session
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def coord():
+    return coordinator()
+
+
+@pytest.fixture
+def plan():
+    return PlanFactory()
+
+
+@pytest.fixture(autouse=True)
+def _media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+
+
+def booked(coord, plan, n=2, *, started=True, **session_kwargs):
+    session = exam_session(coord, plan, **session_kwargs)
+    bookings = [
+        booking_create(actor=coord, session=session, case=eligible_case(coord, plan))
+        for _ in range(n)
+    ]
+    session = session_freeze_roster(actor=coord, session=session)
+    if started:
+        session = session_start(actor=coord, session=session)
+    return session, bookings
+
+
+def evidence():
+    return SimpleUploadedFile("video.jpg", b"\xff\xd8\xff evidence", content_type="image/jpeg")
+
+
+# check_in ------------------------------------------------------------------------------
+
+
+def test_check_in_by_ticket_number_moves_booking_and_case(coord, plan):
+    session, (booking, _) = booked(coord, plan)
+    result = check_in(actor=coord, session=session, ticket_or_id=f" {booking.ticket_number} ")
+    assert result.pk == booking.pk
+    assert result.status == BookingStatus.CHECKED_IN
+    assert result.checked_in_at is not None
+    case = Case.objects.get(pk=booking.case_id)
+    assert (case.status, case.attempts) == (CaseStatus.EXAMINED, 1)
+    event = AuditEvent.objects.get(action="booking.check_in")
+    assert (event.from_state, event.to_state) == ("booked", "checked_in")
+
+
+def test_check_in_by_id_number_in_lower_case(coord, plan):
+    session, (_, booking) = booked(coord, plan)
+    number = booking.case.candidate.id_number
+    result = check_in(actor=coord, session=session, ticket_or_id=number.lower())
+    assert (result.pk, result.status) == (booking.pk, BookingStatus.CHECKED_IN)
+
+
+def test_check_in_is_open_once_the_roster_is_frozen(coord, plan):
+    session, (booking, _) = booked(coord, plan, started=False)
+    result = check_in(actor=coord, session=session, ticket_or_id=booking.ticket_number)
+    assert result.status == BookingStatus.CHECKED_IN
+
+
+def test_checking_in_twice_is_a_conflict(coord, plan):
+    session, (booking, _) = booked(coord, plan)
+    first = check_in(actor=coord, session=session, ticket_or_id=booking.ticket_number)
+    at = first.checked_in_at.astimezone().strftime("%H:%M:%S")
+    with pytest.raises(StateConflict) as info:
+        check_in(actor=coord, session=session, ticket_or_id=booking.case.candidate.id_number)
+    name = booking.case.candidate.name
+    assert info.value.message == (
+        f"考生 {name}（准考证号 {booking.ticket_number}）已于 {at} 签到，不能重复签到"
+    )
+    assert AuditEvent.objects.filter(action="booking.check_in").count() == 1
+
+
+def test_unknown_ticket_is_refused(coord, plan):
+    session, _ = booked(coord, plan)
+    with pytest.raises(ValidationError) as info:
+        check_in(actor=coord, session=session, ticket_or_id="999XYZ001")
+    assert info.value.message_dict == {"code": ["未找到准考证号或身份证号码为 999XYZ001 的考生"]}
+
+
+def test_empty_code_is_refused(coord, plan):
+    session, _ = booked(coord, plan)
+    with pytest.raises(ValidationError) as info:
+        check_in(actor=coord, session=session, ticket_or_id="  ")
+    assert info.value.message_dict == {"code": ["请扫描或输入准考证号、身份证号码"]}
+
+
+def test_a_ticket_of_another_session_is_refused(coord, plan):
+    session, _ = booked(coord, plan, code="AM")
+    _, (stranger,) = booked(coord, plan, n=1, code="PM", start=time(14, 0), end=time(16, 0))
+    with pytest.raises(ValidationError) as info:
+        check_in(actor=coord, session=session, ticket_or_id=stranger.ticket_number)
+    where = f"场次 PM（2026-09-15 14:00，{stranger.session.room}）"
+    assert info.value.message_dict == {
+        "code": [f"准考证号 {stranger.ticket_number} 属于{where}，不是本场次的考生"]
+    }
+    with pytest.raises(ValidationError) as info:
+        check_in(actor=coord, session=session, ticket_or_id=stranger.case.candidate.id_number)
+    assert info.value.message_dict == {
+        "code": [f"该身份证号码的考生安排在{where}，不是本场次的考生"]
+    }
+    assert Booking.objects.get(pk=stranger.pk).status == BookingStatus.BOOKED
+
+
+def test_check_in_before_the_roster_is_frozen_is_a_conflict(coord, plan):
+    session = exam_session(coord, plan)
+    booking = booking_create(actor=coord, session=session, case=eligible_case(coord, plan))
+    with pytest.raises(StateConflict) as info:
+        check_in(actor=coord, session=session, ticket_or_id=booking.ticket_number)
+    assert info.value.message == (
+        "场次当前状态为「开放编排」，不能签到（须为「名单已锁定」或「考试进行中」）"
+    )
+
+
+def test_check_in_after_close_is_a_conflict(coord, plan):
+    session, (booking, _) = booked(coord, plan)
+    session = session_close(actor=coord, session=session)
+    with pytest.raises(StateConflict) as info:
+        check_in(actor=coord, session=session, ticket_or_id=booking.ticket_number)
+    assert info.value.message == (
+        "场次当前状态为「评分中」，不能签到（须为「名单已锁定」或「考试进行中」）"
+    )
+
+
+def test_check_in_is_for_coordinators(coord, plan):
+    session, (booking, _) = booked(coord, plan)
+    with pytest.raises(PermissionDenied):
+        check_in(
+            actor=UserFactory(roles=["grader"]),
+            session=session,
+            ticket_or_id=booking.ticket_number,
+        )
+
+
+# misconduct_record ---------------------------------------------------------------------
+
+
+def test_misconduct_voids_the_booking_and_the_case(coord, plan):
+    session, (booking, _) = booked(coord, plan)
+    check_in(actor=coord, session=session, ticket_or_id=booking.ticket_number)
+    record = misconduct_record(
+        actor=coord, booking=booking, description=" 夹带纸条 ", evidence=evidence()
+    )
+    assert (record.description, record.recorded_by) == ("夹带纸条", coord)
+    assert record.evidence.name.startswith("evidence/")
+    assert record.evidence.read() == b"\xff\xd8\xff evidence"
+    assert Booking.objects.get(pk=booking.pk).status == BookingStatus.VOID
+    case = Case.objects.get(pk=booking.case_id)
+    assert (case.status, case.status_reason) == (CaseStatus.VOID, "夹带纸条")
+    event = AuditEvent.objects.get(action="booking.misconduct")
+    assert (event.from_state, event.to_state, event.reason) == ("checked_in", "void", "夹带纸条")
+
+
+def test_misconduct_may_be_recorded_in_marking(coord, plan):
+    session, (booking, _) = booked(coord, plan)
+    check_in(actor=coord, session=session, ticket_or_id=booking.ticket_number)
+    session_close(actor=coord, session=session)
+    misconduct_record(actor=coord, booking=booking, description="雷同答卷", evidence=evidence())
+    assert Booking.objects.get(pk=booking.pk).status == BookingStatus.VOID
+
+
+def test_misconduct_needs_description_and_evidence(coord, plan):
+    session, (booking, _) = booked(coord, plan)
+    check_in(actor=coord, session=session, ticket_or_id=booking.ticket_number)
+    with pytest.raises(ValidationError) as info:
+        misconduct_record(actor=coord, booking=booking, description=" ", evidence=None)
+    assert info.value.message_dict == {
+        "description": ["请填写违纪情况"],
+        "evidence": ["请上传违纪证据文件"],
+    }
+    assert Misconduct.objects.count() == 0
+    assert Case.objects.get(pk=booking.case_id).status == CaseStatus.EXAMINED
+
+
+def test_misconduct_of_a_candidate_not_checked_in_is_a_conflict(coord, plan):
+    _, (booking, _) = booked(coord, plan)
+    with pytest.raises(StateConflict) as info:
+        misconduct_record(actor=coord, booking=booking, description="替考", evidence=evidence())
+    assert info.value.message == "考位当前状态为「已安排」，只有已签到的考生可以记录违纪"
+
+
+def test_misconduct_before_the_exam_is_a_conflict(coord, plan):
+    session, (booking, _) = booked(coord, plan, started=False)
+    check_in(actor=coord, session=session, ticket_or_id=booking.ticket_number)
+    with pytest.raises(StateConflict) as info:
+        misconduct_record(actor=coord, booking=booking, description="替考", evidence=evidence())
+    assert info.value.message == (
+        "场次当前状态为「名单已锁定」，不能记录违纪（须为「考试进行中」或「评分中」或「质量审核中」）"
+    )
+
+
+def test_misconduct_is_for_coordinators(coord, plan):
+    session, (booking, _) = booked(coord, plan)
+    check_in(actor=coord, session=session, ticket_or_id=booking.ticket_number)
+    with pytest.raises(PermissionDenied):
+        misconduct_record(
+            actor=UserFactory(roles=["grader"]),
+            booking=booking,
+            description="替考",
+            evidence=evidence(),
+        )
