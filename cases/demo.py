@@ -31,6 +31,8 @@ ACCOUNTS = [
     ("admin", None, "系统管理员（超级用户）"),
     ("coordinator", "coordinator", "考务人员"),
     ("grader", "grader", "考评员"),
+    ("grader2", "grader", "考评员（双评二评）"),
+    ("chief", "grader", "主考评员（仲裁）"),
     ("reviewer", "reviewer", "质量督导员"),
     ("officer", "issuer_officer", "发证机关人员"),
 ]

@@ -241,4 +241,13 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    # WeasyPrint and fontTools narrate every rendering step at INFO.
+    "loggers": {
+        "weasyprint": {"level": "WARNING"},
+        "fontTools": {"level": "WARNING"},
+    },
 }
+
+# SessionStaff's one-assignment constraint treats a missing component as equal
+# (nulls_distinct=False): PostgreSQL enforces it; on SQLite the service checks it.
+SILENCED_SYSTEM_CHECKS = ["models.W047"]

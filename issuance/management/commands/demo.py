@@ -1,6 +1,7 @@
 """Build a realistic joint evaluation and drive it through every stage built so far,
-with the real services. Stages: registration and eligibility review (cases). The
-exams and issuance stages join here as they are built."""
+with the real services. Stages: registration and eligibility review (cases), then
+exams (sessions, check-in, double marking, quality review, approval). The issuance
+stage joins here when it is built."""
 
 import json
 import sys
@@ -10,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from cases import demo as cases_demo
 from cases.models import Case
+from exams import demo as exams_demo
 
 
 class Command(BaseCommand):
@@ -38,9 +40,14 @@ class Command(BaseCommand):
 
         result = cases_demo.build(candidates=total, seed=options["seed"], progress=progress)
         self.stderr.write("")
+        exams = exams_demo.build(plans=result.plans, seed=options["seed"])
         seconds = round(time.monotonic() - started, 2)
         cases = cases_demo.case_counts(result.case_ids)
         self.stdout.write(f"plans: {len(result.plans)}, candidates: {result.candidates}")
+        self.stdout.write(
+            f"sessions: {len(exams.sessions)}, arbitrated marks: {exams.arbitrated}, "
+            f"warnings reviewed: {exams.warnings}"
+        )
         for status, count in cases.items():
             self.stdout.write(f"  cases {status:<10} {count}")
         self.stdout.write(f"  took {seconds} s")

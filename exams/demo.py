@@ -1,0 +1,188 @@
+"""Demo data for the exams stage: each demo plan gets a venue room and a session; its
+eligible cases are allocated, ticketed, checked in (a few absent), trained where the
+plan requires it, marked (practical double-blind, some arbitration), finalised,
+reviewed with its warnings, and approved, all through the real services."""
+
+import random
+from dataclasses import dataclass, field
+from datetime import time
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+
+from cases.models import Case, CaseStatus, EvaluationPlan, MarkingMode
+
+from . import attendance, results, review, scheduling, scoring, sessions
+from .models import BookingStatus, ExamSession, QualityWarning, WarningStatus
+
+
+@dataclass
+class ExamsDemoResult:
+    sessions: list[ExamSession] = field(default_factory=list)
+    arbitrated: int = 0
+    warnings: int = 0
+
+
+def _users():
+    users = get_user_model().objects
+    return {
+        name: users.get(username=name)
+        for name in ("coordinator", "grader", "grader2", "chief", "reviewer")
+    }
+
+
+def _marks(rng: random.Random, ability: int) -> tuple[Decimal, Decimal]:
+    theory = Decimal(max(30, min(100, ability + rng.randint(-12, 12))))
+    practical = Decimal(max(30, min(100, ability + rng.randint(-8, 14))))
+    return theory, practical
+
+
+def build(*, plans: list[EvaluationPlan], seed: int, progress=None) -> ExamsDemoResult:
+    rng = random.Random(seed + 1)  # noqa: S311 - reproducible demo data, not secrets
+    users = _users()
+    coord = users["coordinator"]
+    result = ExamsDemoResult()
+    venue = sessions.venue_create(
+        actor=coord, name=f"太原技师学院考点（演示 {seed}-{rng.randrange(10**6)}）"
+    )
+    for index, plan in enumerate(plans):
+        if not Case.objects.filter(plan=plan, status=CaseStatus.ELIGIBLE).exists():
+            continue
+        count = Case.objects.filter(plan=plan, status=CaseStatus.ELIGIBLE).count()
+        room = sessions.room_create(
+            actor=coord, venue=venue, name=f"第{index + 1}考场", capacity=max(count, 1)
+        )
+        exam_components = [
+            pc.component.code
+            for pc in plan.components.select_related("component")
+            if pc.component.kind == "exam"
+        ]
+        session = sessions.session_create(
+            actor=coord,
+            plan=plan,
+            room=room,
+            date=plan.exam_date,
+            start_time=time(9, 0),
+            end_time=time(11, 30),
+            capacity=room.capacity,
+            components=exam_components,
+        )
+        session = sessions.session_open(actor=coord, session=session)
+        for code in exam_components:
+            marking = plan.components.get(component__code=code).marking_mode
+            graders = ["grader", "grader2"] if marking == MarkingMode.DOUBLE else ["grader"]
+            for name in graders:
+                sessions.session_assign_staff(
+                    actor=coord, session=session, user=users[name], role="grader", component=code
+                )
+            if marking == MarkingMode.DOUBLE:
+                sessions.session_assign_staff(
+                    actor=coord,
+                    session=session,
+                    user=users["chief"],
+                    role="chief_grader",
+                    component=code,
+                )
+        scheduling.sessions_allocate(actor=coord, plan=plan, sessions=[session])
+        session = sessions.session_freeze_roster(actor=coord, session=session)
+        bookings = list(session.bookings.select_related("case").prefetch_related("components"))
+        for booking in bookings:
+            if rng.random() < 0.05:
+                continue  # absent
+            attendance.check_in(actor=coord, session=session, ticket_or_id=booking.ticket_number)
+            needs_training = plan.components.filter(component__code="training").exists()
+            if (
+                needs_training
+                and not booking.case.exemptions.filter(component__code="training").exists()
+            ):
+                results.training_complete(actor=coord, case=booking.case)
+        session = sessions.session_start(actor=coord, session=session)
+        session = sessions.session_close(actor=coord, session=session)
+        result.arbitrated += _mark(session, bookings, users, rng)
+        review.session_submit_for_review(actor=coord, session=session)
+        result.warnings += _review(session, users)
+        review.session_approve(
+            actor=users["reviewer"], session=session, notes="抽查评分与签到记录，同意发布"
+        )
+        result.sessions.append(session)
+        if progress:
+            progress(index + 1, len(plans))
+    return result
+
+
+def _mark(session: ExamSession, bookings, users, rng: random.Random) -> int:
+    """Enter every mark of the session; return how many needed arbitration."""
+    sat = [
+        b
+        for b in bookings
+        if b.pk
+        in set(
+            session.bookings.filter(status=BookingStatus.CHECKED_IN).values_list("pk", flat=True)
+        )
+    ]
+    entries: dict[tuple[str, str], list[dict]] = {}
+    arbitrations = []
+    for booking in sat:
+        ability = rng.randint(50, 96)
+        theory, practical = _marks(rng, ability)
+        codes = {c.code for c in booking.components.all()}
+        plan_components = {
+            pc.component.code: pc for pc in session.plan.components.select_related("component")
+        }
+        for code, score in (("theory", theory), ("practical", practical), ("hot_work", theory)):
+            if code not in codes:
+                continue
+            if plan_components[code].marking_mode == MarkingMode.DOUBLE:
+                apart = rng.random() < 0.08
+                second = score - (12 if apart and score >= 42 else rng.randint(0, 3))
+                entries.setdefault(("grader", code), []).append(
+                    {"ticket_number": booking.ticket_number, "score": score, "slot": "first"}
+                )
+                entries.setdefault(("grader2", code), []).append(
+                    {
+                        "ticket_number": booking.ticket_number,
+                        "score": max(second, 0),
+                        "slot": "second",
+                    }
+                )
+                if apart and score >= 42:
+                    arbitrations.append(
+                        (
+                            code,
+                            {
+                                "ticket_number": booking.ticket_number,
+                                "score": score - 5,
+                                "slot": "arbitration",
+                            },
+                        )
+                    )
+            else:
+                entries.setdefault(("grader", code), []).append(
+                    {"ticket_number": booking.ticket_number, "score": score, "slot": "single"}
+                )
+    for (name, code), batch in entries.items():
+        scoring.marks_enter(actor=users[name], session=session, component=code, entries=batch)
+    for code, entry in arbitrations:
+        scoring.marks_enter(actor=users["chief"], session=session, component=code, entries=[entry])
+    return len(arbitrations)
+
+
+def _review(session: ExamSession, users) -> int:
+    """Send any warnings still generated (idempotent: with a real broker the task sent
+    after commit may not have run yet), then review, answer and close each one."""
+    review.warnings_send(session_id=session.pk)
+    warnings = list(QualityWarning.objects.filter(session=session))
+    for n, warning in enumerate(warnings):
+        confirmed = n % 2 == 0
+        warning = review.warning_review(
+            actor=users["reviewer"],
+            warning=warning,
+            confirmed=confirmed,
+            note="已调阅监控与评分记录",
+        )
+        if warning.status == WarningStatus.CONFIRMED:
+            warning = review.warning_answer(
+                actor=users["coordinator"], warning=warning, answer="已组织复核，说明见附件"
+            )
+        review.warning_close(actor=users["reviewer"], warning=warning)
+    return len(warnings)
