@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.exceptions import StateConflict
+from audit.masking import mask_ids_in
 from audit.services import audit_record
 from cases import services as case_services
 from cases.roles import Role, require_role
@@ -60,7 +61,7 @@ def _find_booking(session: ExamSession, code: str) -> Booking:
         raise ValidationError(
             {"code": [f"该身份证号码的考生安排在{_where(elsewhere.session)}，不是本场次的考生"]}
         )
-    raise ValidationError({"code": [f"未找到准考证号或身份证号码为 {code} 的考生"]})
+    raise ValidationError({"code": [f"未找到准考证号或身份证号码为 {mask_ids_in(code)} 的考生"]})
 
 
 @transaction.atomic(durable=True)

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
 
 from audit.exceptions import StateConflict
 from audit.services import audit_record
@@ -25,10 +24,7 @@ from cases.roles import Role, require_role
 from catalog.models import Component
 
 from .models import ACTIVE_BOOKING, Booking, BookingStatus, ExamSession, SessionStatus
-from .selectors import case_components_outstanding
-
-# Bookings that still hold the candidate's time: a seat waiting or an exam being sat.
-HOLDING = [BookingStatus.BOOKED, BookingStatus.CHECKED_IN]
+from .selectors import HOLDING, case_components_outstanding, cases_awaiting_seat
 
 
 def case_exam_components(case: Case) -> list[Component]:
@@ -285,12 +281,7 @@ def sessions_allocate(
     covers = {s.pk: set(s.components.values_list("pk", flat=True)) for s in ordered}
     used = {s.pk: Booking.objects.filter(ACTIVE_BOOKING, session=s).count() for s in ordered}
 
-    candidates = list(
-        Case.objects.filter(plan=plan, status=CaseStatus.ELIGIBLE)
-        .exclude(bookings__status__in=HOLDING, bookings__attempt__gt=F("attempts"))
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    candidates = list(cases_awaiting_seat(plan).order_by("pk").values_list("pk", flat=True))
     summary = AllocationSummary()
     for done, case_id in enumerate(candidates, start=1):
         case = Case.objects.select_for_update().select_related("candidate").get(pk=case_id)

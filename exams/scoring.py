@@ -328,6 +328,12 @@ def _apply(desk: _Desk, booking: Booking, score, slot: str | None, reason: str) 
             return None
         if not reason:
             raise _Refused("reason", "修改已录入的分数须填写理由")
+        if slot in (MarkSlot.FIRST, MarkSlot.SECOND) and MarkSlot.ARBITRATION in desk.marks.get(
+            booking.pk, {}
+        ):
+            # The arbitrated mark decided between these two; changing one afterwards
+            # would silently replace the arbitration by a mean.
+            raise _Refused("score", "该考生本科目已仲裁，一评、二评分数不能再修改")
         before = existing.score
         existing.score = value
         existing.save(update_fields=["score", "updated_at"])

@@ -1,8 +1,13 @@
 """Shared reads of the exams stage. Each helper function states what it prefetches."""
 
-from cases.models import Case, PlanComponent
+from django.db.models import Exists, OuterRef, QuerySet
 
-from .models import ComponentScore, ScoreStatus
+from cases.models import Case, CaseStatus, EvaluationPlan, PlanComponent
+
+from .models import Booking, BookingStatus, ComponentScore, ScoreStatus
+
+# Bookings that still hold the candidate's time: a seat waiting or an exam being sat.
+HOLDING = [BookingStatus.BOOKED, BookingStatus.CHECKED_IN]
 
 
 def case_components_outstanding(case: Case) -> list[PlanComponent]:
@@ -314,3 +319,35 @@ def case_results(case) -> dict:
             CertificateResult.objects.filter(case=case).order_by("attempt", "kind")
         ),
     }
+
+
+def cases_awaiting_seat(plan: EvaluationPlan) -> QuerySet[Case]:
+    """Eligible cases of `plan` with no seat held for their next sitting. A retake's
+    earlier booking stays checked in, so only bookings of a later attempt count (one
+    Exists over the same booking: a plain exclude across the relation would match the
+    two conditions on different bookings)."""
+    holding = Booking.objects.filter(
+        case=OuterRef("pk"), status__in=HOLDING, attempt__gt=OuterRef("attempts")
+    )
+    return Case.objects.filter(plan=plan, status=CaseStatus.ELIGIBLE).exclude(Exists(holding))
+
+
+def case_results_readable(*, user, case: Case) -> bool:
+    """Whether `user` may read the case's component scores and certificate results:
+    coordinators always; quality supervisors once a session of the case is in review
+    or approved, and only where they did not grade it (while marking runs, a mean
+    would reveal the other grader's blind mark); issuing officers once the case passed."""
+    from cases.roles import Role, has_role
+
+    from .models import SessionStatus
+
+    if has_role(user, Role.COORDINATOR):
+        return True
+    if has_role(user, Role.REVIEWER):
+        in_scope = review_session_list(user=user).filter(
+            status__in=[SessionStatus.IN_REVIEW, SessionStatus.APPROVED]
+        )
+        return Booking.objects.filter(case=case, session__in=in_scope).exists()
+    if has_role(user, Role.ISSUER_OFFICER):
+        return case.status in {CaseStatus.PASSED, CaseStatus.COMPLETED}
+    return False

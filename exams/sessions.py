@@ -17,7 +17,7 @@ from django_fsm import can_proceed
 from audit.exceptions import StateConflict
 from audit.services import audit_record, snapshot
 from cases import services as case_services
-from cases.models import EvaluationPlan, PlanStatus
+from cases.models import CaseStatus, EvaluationPlan, PlanStatus
 from cases.roles import Role, has_role, require_role
 from catalog.models import Component
 
@@ -261,14 +261,22 @@ def session_close(*, actor, session: ExamSession) -> ExamSession:
         .select_related("case")
         .order_by("case_id")
     )
+    # A case withdrawn while scheduled (DESIGN.md allows it) left its booking behind:
+    # that seat is released, not counted absent.
+    withdrawn = [b for b in absent if b.case.status == CaseStatus.WITHDRAWN]
+    absent = [b for b in absent if b.case.status != CaseStatus.WITHDRAWN]
     for booking in absent:
         case_services.case_mark_absent(actor=actor, case=booking.case)
     Booking.objects.filter(pk__in=[b.pk for b in absent]).update(status=BookingStatus.ABSENT)
+    Booking.objects.filter(pk__in=[b.pk for b in withdrawn]).update(status=BookingStatus.CANCELLED)
     return _move(
         session,
         actor,
         "close",
-        changes={"absent": {"before": None, "after": [b.ticket_number for b in absent]}},
+        changes={
+            "absent": {"before": None, "after": [b.ticket_number for b in absent]},
+            "withdrawn": {"before": None, "after": [b.ticket_number for b in withdrawn]},
+        },
     )
 
 

@@ -25,8 +25,9 @@ from django.views.decorators.http import require_POST
 from django_fsm import ConcurrentTransition
 
 from audit.exceptions import DomainError, StateConflict
+from audit.masking import mask_ids_in
 from cases import plans
-from cases.models import Case, CaseStatus, EvaluationPlan, PassMark, PlanComponent
+from cases.models import Case, EvaluationPlan, PassMark, PlanComponent
 from cases.roles import Role, has_role
 
 from . import attendance, charts, results, review, scheduling, scoring, selectors, sessions, tickets
@@ -193,12 +194,7 @@ ACTIVE_BOOKING_Q = ~Q(bookings__status=BookingStatus.CANCELLED)
 
 def _unbooked(plan: EvaluationPlan):
     """Eligible cases of `plan` holding no seat: what allocation would try to seat."""
-    return (
-        Case.objects.filter(plan=plan, status=CaseStatus.ELIGIBLE)
-        .exclude(bookings__status__in=scheduling.HOLDING)
-        .select_related("candidate")
-        .order_by("pk")
-    )
+    return selectors.cases_awaiting_seat(plan).select_related("candidate").order_by("pk")
 
 
 @coordinator_required
@@ -561,7 +557,9 @@ def check_in_desk(request, pk):
         "form": CheckInForm(),  # always empty: ready for the next scan
         "result": result,
         "error": error,
-        "scanned": request.POST.get("code", "").strip() if request.method == "POST" else "",
+        "scanned": mask_ids_in(request.POST.get("code", "").strip())
+        if request.method == "POST"
+        else "",
         "open": session.status in attendance.CHECK_IN_STATES,
         "checked_in": bookings.filter(status=BookingStatus.CHECKED_IN).count(),
         "total": bookings.count(),

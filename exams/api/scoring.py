@@ -270,6 +270,8 @@ class ResultViewSet(viewsets.ViewSet):
     def retrieve(self, request, pk=None):
         """Component scores and, per certificate, earned or not with the reasons."""
         case = get_object_or_404(Case, pk=pk)
+        if not selectors.case_results_readable(user=request.user, case=case):
+            raise NotFound("未找到该案件的成绩")
         data = {"case": case, **selectors.case_results(case)}
         return Response(CaseResultsOutput(data).data)
 

@@ -219,3 +219,14 @@ def test_misconduct_is_for_coordinators(coord, plan):
             description="替考",
             evidence=evidence(),
         )
+
+
+def test_unknown_id_number_is_refused_with_the_number_masked(coord, plan):
+    from ..cases.factories import make_id_number
+
+    session, _ = booked(coord, plan)
+    number = make_id_number()
+    with pytest.raises(ValidationError) as info:
+        check_in(actor=coord, session=session, ticket_or_id=number)
+    masked = number[:3] + "*" * 11 + number[-4:]
+    assert info.value.message_dict == {"code": [f"未找到准考证号或身份证号码为 {masked} 的考生"]}

@@ -452,3 +452,19 @@ def test_api_finalise_and_training(coord, grader):
         .status_code
         == 403
     )
+
+
+def test_results_api_is_scoped_by_role_and_review_state(coord):
+    from rest_framework.test import APIClient
+
+    from ..cases.factories import UserFactory
+    from .factories import eligible_case
+
+    plan = PlanFactory()
+    case = eligible_case(coord, plan)
+    reviewer = UserFactory(username="reviewer-scope", roles=["reviewer"])
+    officer = UserFactory(username="officer-scope", roles=["issuer_officer"])
+    for user, status in [(coord, 200), (reviewer, 404), (officer, 404)]:
+        api = APIClient()
+        api.force_authenticate(user)
+        assert api.get(f"/api/v1/results/{case.pk}/").status_code == status, user.username

@@ -356,3 +356,35 @@ def test_concurrent_bookings_never_overbook(on_postgresql):
         thread.join()
     assert sorted(outcomes) == ["ok", f"场次 {session.code} 已满（容量 1）"]
     assert Booking.objects.filter(session=session).count() == 1
+
+
+def test_a_retake_is_booked_again_after_a_cancelled_retake_booking(coord, plan):
+    from datetime import date
+
+    from exams.attendance import check_in
+    from exams.sessions import session_close, session_open, session_start
+
+    from ..cases.factories import UserFactory
+
+    first = exam_session(coord, plan)
+    booking = booking_create(actor=coord, session=first, case=eligible_case(coord, plan))
+    session_freeze_roster(actor=coord, session=first)
+    check_in(actor=coord, session=first, ticket_or_id=booking.ticket_number)
+    session_close(actor=coord, session=session_start(actor=coord, session=first))
+    case = case_services.case_finalise_scores(actor=coord, case=booking.case)
+    reviewer = UserFactory(username="reviewer", roles=["reviewer"])
+    case = case_services.case_publish_result(
+        actor=reviewer, case=case, passed=False, on=date(2026, 9, 30)
+    )
+    case = case_services.case_retake(actor=coord, case=case, on=date(2026, 10, 1))
+
+    retake = exam_session(coord, plan, day=date(2026, 10, 20))
+    if retake.status == "planned":
+        retake = session_open(actor=coord, session=retake)
+    seat = booking_create(
+        actor=coord, session=retake, case=case
+    )  # the old booking stays checked in
+    assert seat.attempt == 2
+    booking_cancel(actor=coord, booking=seat, reason="考生改期")
+    summary = sessions_allocate(actor=coord, plan=plan, sessions=[retake])
+    assert [row["case"] for row in summary.as_dict()["allocated"]] == [case.pk]

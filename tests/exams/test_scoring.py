@@ -277,6 +277,16 @@ def test_chief_grader_arbitrates_marks_beyond_the_tolerance(marking, graders):
     assert (mark.slot, mark.score) == ("arbitration", Decimal("76.0"))
 
 
+def test_marks_under_an_arbitration_cannot_change(marking, graders):
+    enter(graders["prac1"], marking["first"], "practical", 50)
+    enter(graders["prac2"], marking["first"], "practical", 90)
+    enter(graders["chief"], marking["first"], "practical", 85)
+    with pytest.raises(ValidationError) as info:
+        enter(graders["prac1"], marking["first"], "practical", 88, reason="复核后改分")
+    assert info.value.message_dict == {"score": ["该考生本科目已仲裁，一评、二评分数不能再修改"]}
+    assert Mark.objects.get(booking=marking["first"], slot="first").score == Decimal("50.0")
+
+
 def test_arbitration_within_the_tolerance_is_refused(marking, graders):
     enter(graders["prac1"], marking["first"], "practical", 70)
     enter(graders["prac2"], marking["first"], "practical", 75)

@@ -243,7 +243,25 @@ def test_close_marks_every_booked_candidate_absent_in_one_go(coord, plan):
     missing.case.refresh_from_db()
     assert (missing.case.status, missing.case.attempts) == (CaseStatus.ABSENT, 1)
     event = AuditEvent.objects.get(action="session.close")
-    assert event.changes == {"absent": {"before": None, "after": [missing.ticket_number]}}
+    assert event.changes == {
+        "absent": {"before": None, "after": [missing.ticket_number]},
+        "withdrawn": {"before": None, "after": []},
+    }
+
+
+def test_close_releases_the_seat_of_a_case_withdrawn_while_scheduled(coord, plan):
+    from cases import services as case_services
+
+    session = exam_session(coord, plan)
+    booking = booking_create(actor=coord, session=session, case=eligible_case(coord, plan))
+    case_services.case_withdraw(actor=coord, case=booking.case, reason="考生因病放弃")
+    sessions.session_freeze_roster(actor=coord, session=session)
+    sessions.session_start(actor=coord, session=session)
+    session = sessions.session_close(actor=coord, session=session)
+    booking.refresh_from_db()
+    assert session.status == SessionStatus.MARKING
+    assert booking.status == BookingStatus.CANCELLED
+    assert Case.objects.get(pk=booking.case_id).status == CaseStatus.WITHDRAWN
 
 
 def test_close_rolls_back_every_absence_when_it_fails(coord, plan, monkeypatch):
