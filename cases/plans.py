@@ -7,6 +7,7 @@ archived; candidates register only while it is open and within its window.
 """
 
 from datetime import date
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -209,3 +210,113 @@ def registration_problem(plan: EvaluationPlan, on: date | None = None) -> str | 
     if plan.registration_closes and on > plan.registration_closes:
         return f"评价计划「{plan.name}」报名已于 {plan.registration_closes} 截止"
     return None
+
+
+SETTINGS = [
+    "name",
+    "exam_date",
+    "registration_opens",
+    "registration_closes",
+    "retake_window_days",
+    "retake_limit",
+    "min_education",
+    "min_work_years",
+    "alternative_work_years",
+    "require_photo",
+    "female_retirement_age",
+]
+
+
+@transaction.atomic(durable=True)
+def plan_configure(
+    *,
+    actor,
+    plan: EvaluationPlan,
+    components: dict[str, dict] | None = None,
+    pass_marks: dict[str, dict[str, object]] | None = None,
+    disabled_rows: list[int] | None = None,
+    **settings,
+) -> EvaluationPlan:
+    """Override a draft plan's defaults: settings (SETTINGS), components
+    ({code: {max_score, marking_mode, tolerance}}), pass marks ({certificate kind:
+    {code: mark or None}}) and the attachment rows switched off for the province
+    ("如无特别规定", only rows towards this plan's qualification type). Locks the plan;
+    audited as `plan.configure` with every changed value."""
+    require_role(actor, Role.COORDINATOR)
+    plan = EvaluationPlan.objects.select_for_update().get(pk=plan.pk)
+    if plan.status != PlanStatus.DRAFT:
+        raise StateConflict(
+            f"评价计划当前状态为「{plan.get_status_display()}」，只有草稿可以修改",
+            current_state=plan.status,
+        )
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise ValidationError({name: ["不可修改的字段"] for name in unknown})
+    before = snapshot(plan, SETTINGS)
+    for name, value in settings.items():
+        setattr(plan, name, value)
+    plan.full_clean(exclude=["status"])
+    plan.save()
+    changes = {
+        name: {"before": before[name], "after": value}
+        for name, value in snapshot(plan, SETTINGS).items()
+        if before[name] != value
+    }
+    for code, values in (components or {}).items():
+        row = plan.components.filter(component__code=code).first()
+        if row is None:
+            raise ValidationError({"components": [f"本计划没有科目「{code}」"]})
+        old = snapshot(row, ["max_score", "marking_mode", "tolerance"])
+        for name in ("max_score", "marking_mode", "tolerance"):
+            if name in values:
+                setattr(row, name, values[name])
+        try:
+            row.full_clean(exclude=["plan", "component"])
+        except ValidationError as exc:
+            raise ValidationError({"components": [f"{code}：{m}" for m in exc.messages]}) from None
+        row.save()
+        new = snapshot(row, ["max_score", "marking_mode", "tolerance"])
+        if new != old:
+            changes[f"component:{code}"] = {"before": old, "after": new}
+    for kind, marks in (pass_marks or {}).items():
+        for code, value in marks.items():
+            mark = PassMark.objects.filter(
+                certificate__plan=plan, certificate__kind=kind, component__code=code
+            ).first()
+            if mark is None:
+                raise ValidationError(
+                    {"pass_marks": [f"证书「{kind}」没有科目「{code}」的合格标准"]}
+                )
+            max_score = plan.components.get(component=mark.component).max_score
+            if value is not None and not (0 <= float(value) <= max_score):
+                raise ValidationError(
+                    {"pass_marks": [f"{code} 的合格分须在 0 到 {max_score} 之间"]}
+                )
+            old = str(mark.pass_mark) if mark.pass_mark is not None else None
+            mark.pass_mark = None if value is None else Decimal(str(value)).quantize(Decimal("0.1"))
+            mark.save(update_fields=["pass_mark"])
+            new = str(mark.pass_mark) if mark.pass_mark is not None else None
+            if new != old:
+                changes[f"pass_mark:{kind}:{code}"] = {"before": old, "after": new}
+    if disabled_rows is not None:
+        from catalog.models import RecognitionRule
+
+        rules = list(RecognitionRule.objects.filter(row__in=disabled_rows))
+        wrong = sorted(
+            set(disabled_rows) - {r.row for r in rules if r.target_id == plan.qualification_type_id}
+        )
+        if wrong:
+            raise ValidationError(
+                {
+                    "disabled_rows": [
+                        f"序号 {', '.join(map(str, wrong))} 不是申请本计划证书的互认规则"
+                    ]
+                }
+            )
+        old = sorted(plan.disabled_rules.values_list("row", flat=True))
+        plan.disabled_rules.set(rules)
+        if old != sorted(disabled_rows):
+            changes["disabled_rows"] = {"before": old, "after": sorted(disabled_rows)}
+    if changes:
+        audit_record(actor=actor, instance=plan, action="plan.configure", changes=changes)
+    return plan

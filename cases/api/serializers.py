@@ -11,6 +11,8 @@ from cases.models import (
     Education,
     EvaluationPlan,
     HeldCertificate,
+    PlanCertificate,
+    PlanComponent,
     Sex,
     Verification,
 )
@@ -64,25 +66,136 @@ class HeldCertificateOutput(serializers.ModelSerializer):
         ]
 
 
+class PlanComponentOutput(serializers.ModelSerializer):
+    component = serializers.CharField(source="component.code")
+
+    class Meta:
+        model = PlanComponent
+        fields = ["component", "max_score", "marking_mode", "tolerance", "order"]
+
+
+class PlanCertificateOutput(serializers.ModelSerializer):
+    marks = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PlanCertificate
+        fields = ["kind", "theory_before_practical", "marks"]
+
+    def get_marks(self, certificate) -> dict[str, str | None]:
+        return {
+            m.component.code: (str(m.pass_mark) if m.pass_mark is not None else None)
+            for m in certificate.marks.all()
+        }
+
+
 class PlanOutput(serializers.ModelSerializer):
     qualification_type = serializers.CharField(source="qualification_type.code")
     occupation = serializers.CharField(source="occupation.code")
+    components = PlanComponentOutput(many=True)
+    certificates = PlanCertificateOutput(many=True)
+    disabled_rows = serializers.SerializerMethodField()
 
     class Meta:
         model = EvaluationPlan
         fields = [
             "id",
             "name",
+            "status",
             "qualification_type",
             "occupation",
             "level",
             "province",
             "exam_date",
+            "registration_opens",
+            "registration_closes",
+            "retake_window_days",
+            "retake_limit",
             "min_education",
             "min_work_years",
             "alternative_work_years",
             "require_photo",
+            "components",
+            "certificates",
+            "disabled_rows",
         ]
+
+    def get_disabled_rows(self, plan) -> list[int]:
+        return sorted(rule.row for rule in plan.disabled_rules.all())
+
+
+class PlanComponentInput(serializers.Serializer):
+    max_score = serializers.IntegerField(required=False, min_value=1)
+    marking_mode = serializers.ChoiceField(choices=["single", "double"], required=False)
+    tolerance = serializers.DecimalField(
+        max_digits=4, decimal_places=1, required=False, min_value=0
+    )
+
+
+class PlanConfigureInput(serializers.Serializer):
+    name = serializers.CharField(max_length=128, required=False)
+    exam_date = serializers.DateField(required=False)
+    registration_opens = serializers.DateField(required=False, allow_null=True)
+    registration_closes = serializers.DateField(required=False, allow_null=True)
+    retake_window_days = serializers.IntegerField(required=False, min_value=0)
+    retake_limit = serializers.IntegerField(required=False, min_value=0)
+    min_education = serializers.ChoiceField(
+        choices=Education.choices, required=False, allow_blank=True
+    )
+    min_work_years = serializers.DecimalField(
+        max_digits=4, decimal_places=1, required=False, min_value=0
+    )
+    alternative_work_years = serializers.DecimalField(
+        max_digits=4, decimal_places=1, required=False, allow_null=True, min_value=0
+    )
+    require_photo = serializers.BooleanField(required=False)
+    components = serializers.DictField(child=PlanComponentInput(), required=False)
+    pass_marks = serializers.DictField(
+        child=serializers.DictField(
+            child=serializers.DecimalField(max_digits=5, decimal_places=1, allow_null=True)
+        ),
+        required=False,
+    )
+    disabled_rows = serializers.ListField(child=serializers.IntegerField(), required=False)
+
+
+class PlanInput(serializers.Serializer):
+    name = serializers.CharField(max_length=128)
+    qualification_type = serializers.CharField(max_length=32)
+    occupation = serializers.CharField(max_length=16)
+    level = serializers.IntegerField(min_value=1, max_value=5)
+    province = serializers.ChoiceField(choices=EvaluationPlan._meta.get_field("province").choices)
+    exam_date = serializers.DateField()
+    registration_opens = serializers.DateField(required=False, allow_null=True)
+    registration_closes = serializers.DateField(required=False, allow_null=True)
+    retake_window_days = serializers.IntegerField(required=False, min_value=0)
+    retake_limit = serializers.IntegerField(required=False, min_value=0)
+    min_education = serializers.ChoiceField(
+        choices=Education.choices, required=False, allow_blank=True
+    )
+    min_work_years = serializers.DecimalField(
+        max_digits=4, decimal_places=1, required=False, min_value=0
+    )
+    alternative_work_years = serializers.DecimalField(
+        max_digits=4, decimal_places=1, required=False, allow_null=True, min_value=0
+    )
+    require_photo = serializers.BooleanField(required=False)
+    double_marked = serializers.ListField(
+        child=serializers.SlugField(), required=False, default=list
+    )
+
+    def validate_qualification_type(self, value):
+        from catalog.models import QualificationType
+
+        if not QualificationType.objects.filter(code=value).exists():
+            raise serializers.ValidationError(f"未知的证书类型代码：{value}")
+        return value
+
+    def validate_occupation(self, value):
+        from catalog.models import Occupation
+
+        if not Occupation.objects.filter(code=value).exists():
+            raise serializers.ValidationError(f"未知的职业编码：{value}")
+        return value
 
 
 class ExemptionOutput(serializers.ModelSerializer):

@@ -9,7 +9,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from cases import selectors, services
+from cases import plans, selectors, services
 from cases.models import Case, CaseExemption, CaseStatus, EvaluationPlan, HeldCertificate
 
 from . import serializers as s
@@ -107,10 +107,51 @@ class HeldCertificateViewSet(
         return Response(s.HeldCertificateOutput(held).data)
 
 
-class PlanViewSet(viewsets.ReadOnlyModelViewSet):
+class PlanViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
+    http_method_names = ["get", "post", "patch", "head", "options"]
     permission_classes = [CaseReaders]
     serializer_class = s.PlanOutput
-    queryset = EvaluationPlan.objects.select_related("qualification_type", "occupation")
+    queryset = EvaluationPlan.objects.select_related(
+        "qualification_type", "occupation"
+    ).prefetch_related("components__component", "certificates__marks__component", "disabled_rules")
+
+    @extend_schema(request=s.PlanInput, responses={201: s.PlanOutput})
+    def create(self, request):
+        """A draft plan with the catalog's components and pass rules."""
+        data = CandidateViewSet._valid(s.PlanInput, request.data)
+        plan = plans.plan_create(actor=request.user, **data)
+        return Response(
+            s.PlanOutput(self.get_queryset().get(pk=plan.pk)).data, status=status.HTTP_201_CREATED
+        )
+
+    @extend_schema(request=s.PlanConfigureInput, responses=s.PlanOutput)
+    def partial_update(self, request, pk=None):
+        """Override a draft plan's settings, components, pass marks and rows switched off."""
+        data = CandidateViewSet._valid(s.PlanConfigureInput, request.data)
+        for name in ("components", "pass_marks"):
+            if name in data:
+                data[name] = {key: dict(value) for key, value in data[name].items()}
+        plan = plans.plan_configure(actor=request.user, plan=self.get_object(), **data)
+        return Response(s.PlanOutput(self.get_queryset().get(pk=plan.pk)).data)
+
+    def _move(self, service):
+        plan = service(actor=self.request.user, plan=self.get_object())
+        return Response(s.PlanOutput(self.get_queryset().get(pk=plan.pk)).data)
+
+    @extend_schema(request=None, responses=s.PlanOutput)
+    @action(detail=True, methods=["post"])
+    def open(self, request, pk=None):
+        return self._move(plans.plan_open)
+
+    @extend_schema(request=None, responses=s.PlanOutput)
+    @action(detail=True, methods=["post"])
+    def close(self, request, pk=None):
+        return self._move(plans.plan_close)
+
+    @extend_schema(request=None, responses=s.PlanOutput)
+    @action(detail=True, methods=["post"])
+    def archive(self, request, pk=None):
+        return self._move(plans.plan_archive)
 
 
 class CaseFilter(django_filters.FilterSet):
@@ -168,6 +209,7 @@ class CaseViewSet(
     reject = _transition(services.case_reject, with_reason=True)
     approve = _transition(services.case_approve, with_reason=False)
     withdraw = _transition(services.case_withdraw, with_reason=True)
+    retake = _transition(services.case_retake, with_reason=False)
 
     @extend_schema(responses=s.AuditEventOutput(many=True))
     @action(detail=True, methods=["get"])

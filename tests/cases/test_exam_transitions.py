@@ -124,3 +124,18 @@ def test_complete_is_for_issuing_officers(coord, reviewer):
         services.case_complete(actor=coord, case=case)
     officer = UserFactory(username="officer", roles=["issuer_officer"])
     assert services.case_complete(actor=officer, case=case).status == CaseStatus.COMPLETED
+
+
+def test_retake_through_the_api(coord, reviewer):
+    from rest_framework.test import APIClient
+
+    case = services.case_publish_result(
+        actor=reviewer, case=scored(coord), passed=False, on=date(2026, 10, 1)
+    )
+    api = APIClient()
+    api.force_authenticate(coord)
+    response = api.post(f"/api/v1/cases/{case.pk}/retake/")
+    assert response.status_code == 200
+    assert response.json()["status"] == "eligible"
+    again = api.post(f"/api/v1/cases/{case.pk}/retake/")
+    assert again.status_code == 409

@@ -101,3 +101,72 @@ def test_registration_only_while_open_and_within_the_window(coord):
     plan = plans.plan_open(actor=coord, plan=plan)
     with pytest.raises(ValidationError, match=f"报名已于 {today - timedelta(days=1)} 截止"):
         services.case_create(actor=coord, candidate=candidate, plan=plan)
+
+
+def test_configure_overrides_a_draft_plan_and_audits_it(coord):
+    from audit.models import AuditEvent
+
+    plan = draft(coord)
+    plans.plan_configure(
+        actor=coord,
+        plan=plan,
+        retake_limit=2,
+        components={"practical": {"marking_mode": "double", "tolerance": "3"}},
+        pass_marks={"skill": {"theory": "65"}},
+        disabled_rows=[3],
+    )
+    assert rules(plan)[CertificateKind.SKILL][1] == {"theory": 65, "practical": 60}
+    practical = plan.components.get(component__code="practical")
+    assert (practical.marking_mode, practical.tolerance) == ("double", 3)
+    assert list(plan.disabled_rules.values_list("row", flat=True)) == [3]
+    changes = AuditEvent.objects.get(action="plan.configure").changes
+    assert changes["retake_limit"] == {"before": 1, "after": 2}
+    assert changes["pass_mark:skill:theory"] == {"before": "60.0", "after": "65.0"}
+
+
+def test_configure_refuses_rows_towards_other_types_and_open_plans(coord):
+    plan = draft(coord)
+    with pytest.raises(ValidationError) as info:
+        plans.plan_configure(actor=coord, plan=plan, disabled_rows=[7])
+    assert info.value.message_dict == {"disabled_rows": ["序号 7 不是申请本计划证书的互认规则"]}
+    plan = plans.plan_open(actor=coord, plan=plan)
+    with pytest.raises(StateConflict, match="只有草稿可以修改"):
+        plans.plan_configure(actor=coord, plan=plan, retake_limit=3)
+
+
+def test_plan_api_creates_configures_and_opens(coord):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(coord)
+    created = api.post(
+        "/api/v1/plans/",
+        {
+            "name": "建筑电工 联合评价",
+            "qualification_type": "MOHURD-ELEC",
+            "occupation": "6-31-01-03",
+            "level": 5,
+            "province": "14",
+            "exam_date": "2026-12-01",
+            "double_marked": ["practical"],
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    plan = created.json()
+    assert plan["status"] == "draft"
+    assert plan["certificates"][0] == {
+        "kind": "qualification",
+        "theory_before_practical": True,
+        "marks": {"training": None, "theory": "60.0", "practical": "70.0"},
+    }
+    patched = api.patch(
+        f"/api/v1/plans/{plan['id']}/",
+        {"pass_marks": {"qualification": {"practical": 200}}},
+        format="json",
+    )
+    assert patched.status_code == 400
+    assert patched.json() == {"pass_marks": ["practical 的合格分须在 0 到 100 之间"]}
+    opened = api.post(f"/api/v1/plans/{plan['id']}/open/")
+    assert opened.json()["status"] == "open"
+    assert api.post(f"/api/v1/plans/{plan['id']}/archive/").status_code == 409
