@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from audit.exceptions import StateConflict
 from audit.services import audit_record
 from cases import services as case_services
-from cases.models import Case, CaseStatus, EvaluationPlan
+from cases.models import Candidate, Case, CaseStatus, EvaluationPlan
 from cases.roles import Role, require_role
 from catalog.models import Component
 
@@ -176,8 +176,14 @@ def _book(*, actor, session: ExamSession, case: Case, components: list[Component
     return booking
 
 
-def _lock_case(case: Case) -> Case:
-    return Case.objects.select_for_update().select_related("candidate").get(pk=case.pk)
+def _lock_case(case: Case | int) -> Case:
+    """Lock the candidate, then the case. The candidate lock serialises bookings of one
+    person across plans: the clash check reads their other bookings, which no
+    constraint covers. Order everywhere: session -> candidate -> case."""
+    case_id = case if isinstance(case, int) else case.pk
+    candidate_id = Case.objects.values_list("candidate_id", flat=True).get(pk=case_id)
+    list(Candidate.objects.select_for_update().filter(pk=candidate_id).values_list("pk"))
+    return Case.objects.select_for_update().select_related("candidate").get(pk=case_id)
 
 
 @transaction.atomic(durable=True)
@@ -284,7 +290,7 @@ def sessions_allocate(
     candidates = list(cases_awaiting_seat(plan).order_by("pk").values_list("pk", flat=True))
     summary = AllocationSummary()
     for done, case_id in enumerate(candidates, start=1):
-        case = Case.objects.select_for_update().select_related("candidate").get(pk=case_id)
+        case = _lock_case(case_id)
         components = case_exam_components(case)
         needed = {c.pk for c in components}
         covering = [s for s in ordered if needed <= covers[s.pk]]
