@@ -205,19 +205,34 @@ def plan_detail(request, pk):
 @require_POST
 @coordinator_required
 def plan_transition(request, pk, name):
-    if name not in PLAN_SERVICES:
-        raise Http404
     plan = get_object_or_404(EvaluationPlan, pk=pk)
+    return _transition_page(
+        request,
+        name,
+        PLAN_SERVICES,
+        PLAN_TRANSITIONS,
+        {"plan": plan},
+        page=lambda status: _plan_page(request, pk, status=status),
+        done=redirect("exams:plan-detail", pk=pk),
+    )
+
+
+def _transition_page(request, name, services, labels, target: dict, *, page, done):
+    """Run the transition service `services[name]` on `target` (its keyword argument);
+    show the page again with the service's refusal (400 or 409), else redirect to
+    `done` with a confirmation."""
+    if name not in services:
+        raise Http404
     try:
-        PLAN_SERVICES[name](actor=request.user, plan=plan)
+        services[name](actor=request.user, **target)
     except ValidationError as exc:
         _service_messages(request, exc)
-        return _plan_page(request, pk, status=400)
+        return page(400)
     except (StateConflict, ConcurrentTransition) as exc:
         _conflict(request, exc)
-        return _plan_page(request, pk, status=409)
-    messages.success(request, _("已执行：%(action)s") % {"action": PLAN_TRANSITIONS[name][0]})
-    return redirect("exams:plan-detail", pk=pk)
+        return page(409)
+    messages.success(request, _("已执行：%(action)s") % {"action": labels[name][0]})
+    return done
 
 
 @require_POST
@@ -389,19 +404,16 @@ def session_detail(request, pk):
 @require_POST
 @coordinator_required
 def session_transition(request, pk, name):
-    if name not in SESSION_SERVICES:
-        raise Http404
     session = get_object_or_404(ExamSession, pk=pk)
-    try:
-        SESSION_SERVICES[name](actor=request.user, session=session)
-    except ValidationError as exc:
-        _service_messages(request, exc)
-        return _session_page(request, pk, status=400)
-    except (StateConflict, ConcurrentTransition) as exc:
-        _conflict(request, exc)
-        return _session_page(request, pk, status=409)
-    messages.success(request, _("已执行：%(action)s") % {"action": SESSION_TRANSITIONS[name][0]})
-    return redirect("exams:session-detail", pk=pk)
+    return _transition_page(
+        request,
+        name,
+        SESSION_SERVICES,
+        SESSION_TRANSITIONS,
+        {"session": session},
+        page=lambda status: _session_page(request, pk, status=status),
+        done=redirect("exams:session-detail", pk=pk),
+    )
 
 
 @require_POST
