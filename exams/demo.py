@@ -112,23 +112,19 @@ def build(*, plans: list[EvaluationPlan], seed: int, progress=None) -> ExamsDemo
 
 def _mark(session: ExamSession, bookings, users, rng: random.Random) -> int:
     """Enter every mark of the session; return how many needed arbitration."""
-    sat = [
-        b
-        for b in bookings
-        if b.pk
-        in set(
-            session.bookings.filter(status=BookingStatus.CHECKED_IN).values_list("pk", flat=True)
-        )
-    ]
+    checked_in = set(
+        session.bookings.filter(status=BookingStatus.CHECKED_IN).values_list("pk", flat=True)
+    )
+    sat = [b for b in bookings if b.pk in checked_in]
+    plan_components = {
+        pc.component.code: pc for pc in session.plan.components.select_related("component")
+    }
     entries: dict[tuple[str, str], list[dict]] = {}
     arbitrations = []
     for booking in sat:
         ability = rng.randint(50, 96)
         theory, practical = _marks(rng, ability)
         codes = {c.code for c in booking.components.all()}
-        plan_components = {
-            pc.component.code: pc for pc in session.plan.components.select_related("component")
-        }
         for code, score in (("theory", theory), ("practical", practical), ("hot_work", theory)):
             if code not in codes:
                 continue
