@@ -45,6 +45,7 @@ from .models import (
     SessionStatus,
 )
 from .scoring import mark_final, needs_arbitration
+from .selectors import best_final_scores
 
 EXEMPT_METHOD = "exempt"
 COMPLETION_METHOD = "completion"
@@ -128,14 +129,12 @@ def case_outcome(case: Case, attempt: int | None = None) -> list[CertificateResu
     attempt's ComponentScore rows: the best final score per component, exemptions (the
     case's snapshot and `exempt` rows) and completions."""
     attempt = case.attempts if attempt is None else attempt
-    best: dict[int, Decimal] = {}
+    rows = list(ComponentScore.objects.filter(case=case))
+    best = best_final_scores(rows)
     completed: set[int] = set()
     exempt = set(case.exemptions.values_list("component_id", flat=True))
-    for row in ComponentScore.objects.filter(case=case):
-        if row.status == ScoreStatus.FINAL and row.score is not None:
-            if row.component_id not in best or row.score > best[row.component_id]:
-                best[row.component_id] = row.score
-        elif row.status == ScoreStatus.COMPLETED:
+    for row in rows:
+        if row.status == ScoreStatus.COMPLETED:
             completed.add(row.component_id)
         elif row.status == ScoreStatus.EXEMPT:
             exempt.add(row.component_id)

@@ -1,5 +1,7 @@
 """Shared reads of the exams stage. Each helper function states what it prefetches."""
 
+from decimal import Decimal
+
 from django.db.models import Exists, OuterRef, QuerySet
 
 from cases.models import Case, CaseStatus, EvaluationPlan, PlanComponent
@@ -30,15 +32,22 @@ def case_components_outstanding(case: Case) -> list[PlanComponent]:
     ]
 
 
+def best_final_scores(rows) -> dict[int, Decimal]:
+    """{component id: best final score} over ComponentScore `rows` of every attempt
+    (a retake keeps the best result per component)."""
+    best: dict[int, Decimal] = {}
+    for row in rows:
+        if row.status != ScoreStatus.FINAL or row.score is None:
+            continue
+        if row.component_id not in best or row.score > best[row.component_id]:
+            best[row.component_id] = row.score
+    return best
+
+
 def _components_passed_for_all_certificates(case: Case) -> set[int]:
     """Components whose best final score so far reaches the pass mark of every
     certificate of the plan that requires them."""
-    best: dict[int, object] = {}
-    for score in ComponentScore.objects.filter(case=case, status=ScoreStatus.FINAL):
-        if score.score is not None and (
-            score.component_id not in best or score.score > best[score.component_id]
-        ):
-            best[score.component_id] = score.score
+    best = best_final_scores(ComponentScore.objects.filter(case=case))
     marks: dict[int, list] = {}
     for certificate in case.plan.certificates.prefetch_related("marks"):
         for mark in certificate.marks.all():
