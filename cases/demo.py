@@ -34,7 +34,10 @@ ACCOUNTS = [
     ("grader2", "grader", "考评员（双评二评）"),
     ("chief", "grader", "主考评员（仲裁）"),
     ("reviewer", "reviewer", "质量督导员"),
-    ("officer", "issuer_officer", "发证机关人员"),
+    ("officer", "issuer_officer", "发证人员（山西省应急管理厅）"),
+    ("officer-mohurd", "issuer_officer", "发证人员（太原市住房和城乡建设局）"),
+    ("officer-samr", "issuer_officer", "发证人员（山西省市场监督管理局）"),
+    ("officer-skill", "issuer_officer", "发证人员（职业技能等级认定机构）"),
 ]
 
 SURNAMES = (

@@ -10,7 +10,7 @@ from django_fsm import can_proceed
 
 from audit.exceptions import StateConflict
 from audit.masking import mask_ids_in
-from audit.services import audit_record, diff, snapshot
+from audit.services import audit_record, audit_record_many, diff, event_for, snapshot
 from catalog.models import Component, Occupation, QualificationType, RecognitionRule
 
 from .eligibility import evaluate
@@ -330,6 +330,64 @@ def held_certificate_verify(
         changes=diff(before, snapshot(held, HELD_FIELDS)),
     )
     return held
+
+
+@transaction.atomic
+def held_certificates_verify_from_registry(
+    *, actor, matches: list[tuple[HeldCertificate, str]], note: str
+) -> list[HeldCertificate]:
+    """Record what another department's certificate list (issuance.exchange) says about
+    held certificates: each match is (held certificate, Verification.REGISTRY when the
+    list shows it issued, or Verification.REJECTED when it shows it revoked/cancelled).
+    `note` names the list (source and file) and is kept as the verification note.
+
+    Plain `atomic`, not durable: the import calls it inside its own all-or-nothing
+    transaction. Locks the held certificates in primary-key order; one
+    `held_certificate.verify` event per certificate that changed. Idempotent: a
+    certificate already in the stated verification is left alone (no event). Returns
+    the certificates that changed."""
+    require_role(actor, Role.COORDINATOR)
+    wanted = {held.pk: verification for held, verification in matches}
+    allowed = {Verification.REGISTRY, Verification.REJECTED}
+    if not set(wanted.values()) <= allowed:
+        raise ValidationError({"verification": ["证书库核验结果只能为已核验或核验未通过"]})
+    note = note.strip()
+    if not note:
+        raise ValidationError({"note": ["证书库核验须注明来源"]})
+    now = timezone.now()
+    changed, events = [], []
+    for held in HeldCertificate.objects.select_for_update().filter(pk__in=wanted).order_by("pk"):
+        verification = wanted[held.pk]
+        if held.verification == verification:
+            continue
+        text = (
+            f"证书库显示该证书已吊销/注销。{note}"
+            if verification == Verification.REJECTED
+            else note
+        )
+        before = snapshot(held, HELD_FIELDS)
+        held.verification, held.verification_note = verification, text
+        held.verified_by, held.verified_at = actor, now
+        held.save(
+            update_fields=[
+                "verification",
+                "verification_note",
+                "verified_by",
+                "verified_at",
+                "updated_at",
+            ]
+        )
+        events.append(
+            event_for(
+                held,
+                "held_certificate.verify",
+                reason=text,
+                changes=diff(before, snapshot(held, HELD_FIELDS)),
+            )
+        )
+        changed.append(held)
+    audit_record_many(actor=actor, events=events)
+    return changed
 
 
 # Cases --------------------------------------------------------------------------------

@@ -21,6 +21,9 @@ urlpatterns = [
     path("cases/<int:pk>/", views.case_detail, name="case-detail"),
     path("cases/<int:pk>/audit/", views.case_audit, name="case-audit"),
     path("cases/<int:pk>/transition/<slug:name>/", views.case_transition, name="case-transition"),
+    # Evaluation plans: create and configure (the plan page itself is exams:plan-detail).
+    path("plans/new/", views.plan_create, name="plan-create"),
+    path("plans/<int:pk>/edit/", views.plan_edit, name="plan-edit"),
     # Bulk registration from XLSX (cases.imports).
     path("candidates/import/", views.candidate_import, name="candidate-import"),
     path(

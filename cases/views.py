@@ -1,4 +1,4 @@
-"""Pages of registration and eligibility review.
+"""Pages of registration and eligibility review, and of setting up evaluation plans.
 
 Each view does only: authentication, role check, a form, ONE service (or selector) call,
 render or redirect. Rules live in cases.services and cases.eligibility; their errors are
@@ -26,7 +26,7 @@ from django_fsm import ConcurrentTransition
 from audit.exceptions import StateConflict
 from audit.selectors import audit_event_list_recent
 
-from . import imports, selectors, services
+from . import imports, plans, selectors, services
 from .eligibility import evaluate
 from .exceptions import EligibilityError
 from .forms import (
@@ -37,10 +37,20 @@ from .forms import (
     CaseFilterForm,
     HeldCertificateForm,
     HeldVerifyForm,
+    PlanConfigureForm,
+    PlanCreateForm,
     TransitionForm,
     add_service_errors,
 )
-from .models import Candidate, Case, CaseStatus, HeldCertificate, ImportJob
+from .models import (
+    Candidate,
+    Case,
+    CaseStatus,
+    EvaluationPlan,
+    HeldCertificate,
+    ImportJob,
+    PlanStatus,
+)
 from .roles import Role, has_role
 
 PAGE_SIZE = 25
@@ -356,6 +366,53 @@ def case_audit(request, pk):
         "cases/case_audit.html",
         {"case": case, "events": selectors.case_audit_events(case=case)},
     )
+
+
+# Evaluation plans (cases.plans) -----------------------------------------------------
+# A plan's own page (components, pass rules, sessions, open / close / archive) is
+# exams:plan-detail, next to its sessions; these two pages create and configure a plan
+# and lead back there.
+
+
+@coordinator_required
+def plan_create(request):
+    form = PlanCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            plan = plans.plan_create(actor=request.user, **form.service_kwargs())
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, _("评价计划已创建（草稿）"))
+            return redirect("exams:plan-detail", pk=plan.pk)
+    status = 400 if form.errors else 200
+    return render(request, "cases/plan_form.html", {"form": form}, status=status)
+
+
+@coordinator_required
+def plan_edit(request, pk):
+    """Configure a draft plan. Other states are refused here before any form is shown;
+    plans.plan_configure refuses them again under its lock (a plan opened meanwhile)."""
+    plan = get_object_or_404(
+        EvaluationPlan.objects.select_related("qualification_type", "occupation"), pk=pk
+    )
+    if plan.status != PlanStatus.DRAFT:
+        messages.error(request, _("仅草稿状态可修改"))
+        return redirect("exams:plan-detail", pk=pk)
+    form = PlanConfigureForm(request.POST or None, plan=plan)
+    if request.method == "POST" and form.is_valid():
+        try:
+            plans.plan_configure(actor=request.user, plan=plan, **form.service_kwargs())
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        except StateConflict as exc:
+            messages.error(request, exc.message)
+            return redirect("exams:plan-detail", pk=pk)
+        else:
+            messages.success(request, _("评价计划已保存"))
+            return redirect("exams:plan-detail", pk=pk)
+    status = 400 if form.errors else 200
+    return render(request, "cases/plan_edit.html", {"plan": plan, "form": form}, status=status)
 
 
 # Candidate import (cases.imports) ---------------------------------------------------

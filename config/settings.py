@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -195,6 +196,7 @@ SPECTACULAR_SETTINGS = {
         "BookingStatusEnum": "exams.models.BookingStatus",
         "WarningStatusEnum": "exams.models.WarningStatus",
         "ScoreStatusEnum": "exams.models.ScoreStatus",
+        "CertificateKindEnum": "cases.models.CertificateKind",
     },
 }
 
@@ -214,7 +216,34 @@ CELERY_BEAT_SCHEDULE = {
         "task": "exams.tasks.quality_warnings_send_sweep",
         "schedule": 300.0,
     },
+    "certificates-open-sweep": {
+        "task": "issuance.tasks.certificates_open_sweep",
+        "schedule": 300.0,
+    },
+    "certificate-pdf-sweep": {"task": "issuance.tasks.certificate_render_sweep", "schedule": 300.0},
+    # The national query exchange (一网通查): the quarter just ended, on the 1st of
+    # January, April, July and October at 02:00.
+    "certificates-quarterly-export": {
+        "task": "issuance.tasks.certificates_export_quarter",
+        "schedule": crontab(minute=0, hour=2, day_of_month=1, month_of_year="1,4,7,10"),
+    },
+    # Certificates whose review (复审) falls due within 90 days, per issuer, each morning.
+    "certificates-review-reminder": {
+        "task": "issuance.tasks.certificates_review_reminder",
+        "schedule": crontab(minute=30, hour=6),
+    },
 }
+
+# Issuance (issue 4). Each issuer's PAdES signing key and certificate live in
+# SIGNING_KEYS_DIR/<issuer code>/ (mode 0600), never in the database; `make run` and the
+# demo create self-signed ones (manage.py issuer_keys). PUBLIC_BASE_URL is the origin
+# printed in the certificates' QR codes: the public verification page's address.
+SIGNING_KEYS_DIR = Path(env("SIGNING_KEYS_DIR", str(VAR_DIR / "keys")) or VAR_DIR / "keys")
+PUBLIC_BASE_URL = (env("PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/")
+# Public verification: requests per client address (django-ratelimit syntax).
+VERIFY_RATE = env("VERIFY_RATE", "30/m") or "30/m"
+# Quarterly data exchange (export_certificates as a beat task) writes here.
+EXCHANGE_DIR = Path(env("EXCHANGE_DIR", str(VAR_DIR / "exchange")) or VAR_DIR / "exchange")
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 if env("CACHE_URL"):

@@ -4,9 +4,14 @@ Check-in is open while the roster is frozen and while the exam is in progress:
 candidates enter the room before the start (the desk opens once the roster can no
 longer change), and latecomers are still admitted after it; the quality review flags
 check-ins after the start time (exams.review), so nothing is lost by admitting them.
-The desk field takes whatever a scanner or a keyboard gives: an admission-ticket
-number (the QR code on the ticket) or the candidate's full ID number.
+The desk admits candidates only on the session's date (local time): a frozen roster
+is no reason to check anyone in the day before or after, and a check-in on the wrong
+day would also skew the late check-in warning. The desk field takes whatever a
+scanner or a keyboard gives: an admission-ticket number (the QR code on the ticket) or
+the candidate's full ID number.
 """
+
+from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -65,14 +70,20 @@ def _find_booking(session: ExamSession, code: str) -> Booking:
 
 
 @transaction.atomic(durable=True)
-def check_in(*, actor, session: ExamSession, ticket_or_id: str) -> Booking:
+def check_in(
+    *, actor, session: ExamSession, ticket_or_id: str, at: datetime | None = None
+) -> Booking:
     """Check a candidate in at the desk of `session` by ticket number or full ID number
     (case-insensitive, surrounding spaces ignored): booked -> checked_in with the time,
     and the case scheduled -> examined (cases.services.case_check_in). The session must
-    be roster_frozen or in_progress. Unknown codes and another session's candidates are
-    refused (400, on `code`); a second check-in is a StateConflict (409). Locks the
-    session, the booking, then the case. Audited as `booking.check_in`."""
+    be roster_frozen or in_progress, and the local date of the check-in moment `at`
+    (default now; the API and the pages always use now, scripts such as the demo pass
+    the desk's time) must be the session's date. A wrong day, unknown codes and another
+    session's candidates are refused (400, on `code`, the desk's field); a second
+    check-in is a StateConflict (409). Locks the session, the booking, then the case.
+    Audited as `booking.check_in`."""
     require_role(actor, Role.COORDINATOR)
+    at = at or timezone.now()
     session = (
         ExamSession.objects.select_for_update().select_related("room__venue").get(pk=session.pk)
     )
@@ -82,6 +93,8 @@ def check_in(*, actor, session: ExamSession, ticket_or_id: str) -> Booking:
             f"（须为{_labels(CHECK_IN_STATES)}）",
             current_state=session.status,
         )
+    if timezone.localdate(at) != session.date:
+        raise ValidationError({"code": [f"本场次考试日期为 {session.date}，今天不能签到"]})
     code = (ticket_or_id or "").strip().upper()
     if not code:
         raise ValidationError({"code": ["请扫描或输入准考证号、身份证号码"]})
@@ -107,7 +120,7 @@ def check_in(*, actor, session: ExamSession, ticket_or_id: str) -> Booking:
     case_services.case_check_in(actor=actor, case=booking.case)
     from_state = booking.status
     booking.status = BookingStatus.CHECKED_IN
-    booking.checked_in_at = timezone.now()
+    booking.checked_in_at = at
     booking.save(update_fields=["status", "checked_in_at"])
     audit_record(
         actor=actor,

@@ -1,14 +1,16 @@
-"""Demo data for the exams stage: each demo plan gets a venue room and a session; its
-eligible cases are allocated, ticketed, checked in (a few absent), trained where the
-plan requires it, marked (practical double-blind, some arbitration), finalised,
-reviewed with its warnings, and approved, all through the real services."""
+"""Demo data for the exams stage: each demo plan gets a venue room and a session on the
+plan's exam date; its eligible cases are allocated, ticketed, checked in (a few absent)
+at the desk on that date before the start, trained where the plan requires it, marked
+(practical double-blind, some arbitration), finalised, reviewed with its warnings, and
+approved, all through the real services."""
 
 import random
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from cases.models import Case, CaseStatus, EvaluationPlan, MarkingMode
 
@@ -86,10 +88,20 @@ def build(*, plans: list[EvaluationPlan], seed: int, progress=None) -> ExamsDemo
         scheduling.sessions_allocate(actor=coord, plan=plan, sessions=[session])
         session = sessions.session_freeze_roster(actor=coord, session=session)
         bookings = list(session.bookings.select_related("case").prefetch_related("components"))
-        for booking in bookings:
+        # The desk admits candidates on the session's date only, and the demo does not
+        # run on that date (its plans sit 30 days ahead), so each check-in carries the
+        # desk's time: 10 to 40 minutes before the start (spread by seat, not by rng, so
+        # the rest of the data stays as seeded).
+        starts_at = timezone.make_aware(datetime.combine(session.date, session.start_time))
+        for n, booking in enumerate(bookings):
             if rng.random() < 0.05:
                 continue  # absent
-            attendance.check_in(actor=coord, session=session, ticket_or_id=booking.ticket_number)
+            attendance.check_in(
+                actor=coord,
+                session=session,
+                ticket_or_id=booking.ticket_number,
+                at=starts_at - timedelta(minutes=10 + (n * 7) % 31),
+            )
             needs_training = plan.components.filter(component__code="training").exists()
             if (
                 needs_training

@@ -8,8 +8,8 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from cases.forms import ANY, DateInput, Form, add_service_errors  # noqa: F401 - re-exported
-from cases.models import EvaluationPlan, PlanStatus, Province
-from catalog.models import Component, Occupation, QualificationType
+from cases.models import EvaluationPlan, PlanStatus
+from catalog.models import Component
 
 from .models import Room, SessionStatus, StaffRole
 
@@ -44,49 +44,6 @@ def exam_component_choices() -> list[tuple[str, str]]:
         .order_by("pk")
         .values_list("code", "name")
     )
-
-
-class PlanForm(Form):
-    name = forms.CharField(label=_("名称"), max_length=128)
-    qualification_type = forms.ModelChoiceField(
-        label=_("职业资格证书"),
-        queryset=QualificationType.objects.select_related("occupation").order_by("code"),
-        empty_label=_("请选择证书类型"),
-    )
-    occupation = forms.ModelChoiceField(
-        label=_("职业（工种）"),
-        queryset=Occupation.objects.order_by("code"),
-        empty_label=_("请选择职业"),
-    )
-    level = forms.TypedChoiceField(
-        label=_("技能等级"),
-        coerce=int,
-        choices=[(i, _("%(level)s级") % {"level": i}) for i in range(5, 0, -1)],
-    )
-    province = forms.ChoiceField(label=_("省份"), choices=[("", _("请选择")), *Province.choices])
-    exam_date = forms.DateField(label=_("考试日期"), widget=DateInput())
-    registration_opens = forms.DateField(label=_("报名开始"), required=False, widget=DateInput())
-    registration_closes = forms.DateField(label=_("报名截止"), required=False, widget=DateInput())
-    retake_window_days = forms.IntegerField(label=_("补考期限（天）"), min_value=0, initial=365)
-    retake_limit = forms.IntegerField(label=_("补考次数上限"), min_value=0, initial=1)
-    double_marked = forms.MultipleChoiceField(
-        label=_("双盲评科目"),
-        required=False,
-        widget=forms.CheckboxSelectMultiple,
-        help_text=_("所选科目由两名考评员背靠背评分，差值超过允许误差时由主考评员仲裁"),
-    )
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["double_marked"].choices = exam_component_choices()
-
-    def service_kwargs(self) -> dict:
-        data = dict(self.cleaned_data)
-        data["double_marked"] = tuple(data["double_marked"])
-        for optional in ("registration_opens", "registration_closes"):
-            if data[optional] is None:
-                del data[optional]
-        return data
 
 
 class VenueForm(Form):

@@ -336,7 +336,12 @@ class WarningStatus(models.TextChoices):
 class QualityWarning(ConcurrentTransitionMixin, models.Model):
     """An early warning on a session in review: generated -> sent to the supervisor ->
     reviewed (confirmed or dismissed, with a note) -> answered by the coordinator when
-    confirmed -> closed (预警信息发送、审核、反馈)."""
+    confirmed -> closed (预警信息发送、审核、反馈). The system withdraws (closes, with
+    `withdrawn_at`) an open warning whose rule no longer fires when the session is
+    submitted again after a return to marking (exams.review.session_warnings_generate).
+    A (session, rule, subject) has at most one open warning; closed ones stay as the
+    record of what was reviewed, and the same subject may be raised again with new
+    figures."""
 
     session = models.ForeignKey(ExamSession, related_name="warnings", on_delete=models.CASCADE)
     rule = models.CharField("规则", max_length=32, choices=WarningRule.choices)
@@ -358,6 +363,10 @@ class QualityWarning(ConcurrentTransitionMixin, models.Model):
     answered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+", on_delete=models.PROTECT
     )
+    # Set when the system closed the warning because its rule stopped firing (withdraw):
+    # such a warning was never settled by the supervisor, so its facts do not count as
+    # reviewed when they come back (exams.review.session_warnings_generate).
+    withdrawn_at = models.DateTimeField("系统自动关闭时间", null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -367,7 +376,9 @@ class QualityWarning(ConcurrentTransitionMixin, models.Model):
         verbose_name_plural = "预警"
         constraints = [
             models.UniqueConstraint(
-                fields=["session", "rule", "subject"], name="one_warning_per_subject"
+                fields=["session", "rule", "subject"],
+                condition=~models.Q(status=WarningStatus.CLOSED),
+                name="one_open_warning_per_subject",
             )
         ]
 
@@ -397,3 +408,19 @@ class QualityWarning(ConcurrentTransitionMixin, models.Model):
     )
     def close(self):
         pass
+
+    @transition(
+        status,
+        source=[
+            WarningStatus.GENERATED,
+            WarningStatus.SENT,
+            WarningStatus.CONFIRMED,
+            WarningStatus.DISMISSED,
+            WarningStatus.ANSWERED,
+        ],
+        target=WarningStatus.CLOSED,
+    )
+    def withdraw(self, *, at):
+        """The system's close: the finding is gone on a later run of the rules, so
+        there is nothing left to review or answer, whatever the open state."""
+        self.withdrawn_at = at

@@ -8,7 +8,9 @@ the reasons (issue 3 item 6; DESIGN.md "一试多证").
   (final, with the method; exempt components as `exempt`), the CertificateResult rows,
   and move the case examined -> scored (cases.services.case_finalise_scores). Run again
   while the session is still marking (e.g. after the supervisor returned it), they
-  rewrite the rows of cases already scored.
+  rewrite the rows of cases already scored. The plan, the marks and the existing rows
+  are read once per session and the rows written in bulk: only the case transition
+  costs queries per booking.
 - Completion components (training) are not marked: `training_complete` records them as
   `completed`; a missing completion is not met.
 - `case_outcome(case)` (pure) decides each certificate of the plan from the best final
@@ -25,11 +27,19 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Prefetch
 
 from audit.exceptions import StateConflict
-from audit.services import audit_record
+from audit.services import audit_record, audit_record_many, event_for
 from cases import services as case_services
-from cases.models import Case, CaseStatus, PlanComponent
+from cases.models import (
+    Case,
+    CaseExemption,
+    CaseStatus,
+    PassMark,
+    PlanCertificate,
+    PlanComponent,
+)
 from cases.roles import Role, require_role
 from catalog.models import Component
 
@@ -71,17 +81,40 @@ class BookingFinals:
         return not self.pending
 
 
-def booking_finals(booking: Booking) -> BookingFinals:
-    """The final score of each component `booking` sits, or why it is still pending."""
-    plan_components = {
-        pc.component_id: pc
-        for pc in PlanComponent.objects.filter(plan_id=booking.case.plan_id).select_related(
-            "component"
-        )
-    }
-    marks: dict[int, dict[str, Decimal]] = {}
-    for mark in Mark.objects.filter(booking=booking):
-        marks.setdefault(mark.component_id, {})[mark.slot] = mark.score
+def _plan_components(plan_ids) -> dict[int, dict[int, PlanComponent]]:
+    """{plan id: {component id: PlanComponent (component selected)}}: one query."""
+    by_plan: dict[int, dict[int, PlanComponent]] = {plan_id: {} for plan_id in plan_ids}
+    for pc in PlanComponent.objects.filter(plan_id__in=by_plan).select_related("component"):
+        by_plan[pc.plan_id][pc.component_id] = pc
+    return by_plan
+
+
+def _marks_by_booking(booking_ids) -> dict[int, dict[int, dict[str, Decimal]]]:
+    """{booking id: {component id: {slot: score}}}: one query."""
+    marks: dict[int, dict[int, dict[str, Decimal]]] = {}
+    for booking_id, component_id, slot, score in Mark.objects.filter(
+        booking_id__in=list(booking_ids)
+    ).values_list("booking_id", "component_id", "slot", "score"):
+        marks.setdefault(booking_id, {}).setdefault(component_id, {})[slot] = score
+    return marks
+
+
+def booking_finals(
+    booking: Booking,
+    *,
+    plan_components: dict[int, PlanComponent] | None = None,
+    marks: dict[int, dict[str, Decimal]] | None = None,
+) -> BookingFinals:
+    """The final score of each component `booking` sits, or why it is still pending.
+
+    `plan_components` ({component id: PlanComponent, component selected} of the case's
+    plan) and `marks` ({component id: {slot: score}} of this booking) spare the two
+    reads when the caller loaded them for many bookings at once (`bookings_finals`)."""
+    if plan_components is None:
+        plan_id = booking.case.plan_id
+        plan_components = _plan_components([plan_id])[plan_id]
+    if marks is None:
+        marks = _marks_by_booking([booking.pk]).get(booking.pk, {})
     result = BookingFinals(booking)
     for component in booking.components.all():
         pc = plan_components[component.pk]
@@ -92,8 +125,9 @@ def booking_finals(booking: Booking) -> BookingFinals:
         elif needs_arbitration(pc, given):
             result.pending.append(f"「{component.name}」一评、二评分差超过允许误差，待主考评员仲裁")
         elif pc.marking_mode == "double":
+            # The labels are lazy translations, which str.join refuses.
             missing = "、".join(
-                MarkSlot(s).label for s in (MarkSlot.FIRST, MarkSlot.SECOND) if s not in given
+                str(MarkSlot(s).label) for s in (MarkSlot.FIRST, MarkSlot.SECOND) if s not in given
             )
             result.pending.append(f"「{component.name}」尚缺{missing}")
         else:
@@ -101,26 +135,69 @@ def booking_finals(booking: Booking) -> BookingFinals:
     return result
 
 
-def session_marking_outstanding(session: ExamSession) -> list[dict]:
-    """What is still missing before every checked-in booking of `session` has its final
-    scores: [{"ticket_number", "message"}] (empty when marking is complete). The review
-    may refuse submit_for_review while this is not empty."""
-    missing = []
-    bookings = (
+def bookings_finals(bookings, *, plan_components=None) -> list[BookingFinals]:
+    """`booking_finals` of each of `bookings` (case selected, components prefetched), in
+    their order, reading the plan components (unless given, as `_plan_components`) and
+    the marks once for all of them: two queries however many bookings."""
+    bookings = list(bookings)
+    if not bookings:
+        return []
+    if plan_components is None:
+        plan_components = _plan_components({b.case.plan_id for b in bookings})
+    marks = _marks_by_booking(b.pk for b in bookings)
+    return [
+        booking_finals(
+            booking,
+            plan_components=plan_components[booking.case.plan_id],
+            marks=marks.get(booking.pk, {}),
+        )
+        for booking in bookings
+    ]
+
+
+def _checked_in(session: ExamSession):
+    return (
         Booking.objects.filter(session=session, status=BookingStatus.CHECKED_IN)
         .select_related("case")
         .prefetch_related("components")
-        .order_by("seat_number")
     )
-    for booking in bookings:
-        missing += [
-            {"ticket_number": booking.ticket_number, "message": message}
-            for message in booking_finals(booking).pending
-        ]
-    return missing
+
+
+def session_marking_outstanding(session: ExamSession) -> list[dict]:
+    """What is still missing before every checked-in booking of `session` has its final
+    scores: [{"ticket_number", "message"}] (empty when marking is complete). The review
+    may refuse submit_for_review while this is not empty. Four queries."""
+    return [
+        {"ticket_number": finals.booking.ticket_number, "message": message}
+        for finals in bookings_finals(_checked_in(session).order_by("seat_number"))
+        for message in finals.pending
+    ]
 
 
 # Outcome per certificate -------------------------------------------------------------
+
+
+@dataclass
+class _PlanRules:
+    """What deciding the certificates of one plan needs: each component's place in the
+    plan, and the certificates with their pass marks (component selected)."""
+
+    order: dict[int, tuple[int, int]]
+    certificates: list[PlanCertificate] = field(default_factory=list)
+
+
+def _plan_rules(plan_components: dict[int, dict[int, PlanComponent]]) -> dict[int, _PlanRules]:
+    """{plan id: _PlanRules} for the plans of `plan_components` (as `_plan_components`):
+    two queries."""
+    rules = {
+        plan_id: _PlanRules(order={cid: (pc.order, pc.pk) for cid, pc in components.items()})
+        for plan_id, components in plan_components.items()
+    }
+    for certificate in PlanCertificate.objects.filter(plan_id__in=rules).prefetch_related(
+        Prefetch("marks", queryset=PassMark.objects.select_related("component"))
+    ):
+        rules[certificate.plan_id].certificates.append(certificate)
+    return rules
 
 
 def case_outcome(case: Case, attempt: int | None = None) -> list[CertificateResult]:
@@ -129,21 +206,32 @@ def case_outcome(case: Case, attempt: int | None = None) -> list[CertificateResu
     attempt's ComponentScore rows: the best final score per component, exemptions (the
     case's snapshot and `exempt` rows) and completions."""
     attempt = case.attempts if attempt is None else attempt
-    rows = list(ComponentScore.objects.filter(case=case))
+    rules = _plan_rules(_plan_components([case.plan_id]))[case.plan_id]
+    return _outcome(
+        case,
+        attempt,
+        rows=list(ComponentScore.objects.filter(case=case)),
+        exempt=set(case.exemptions.values_list("component_id", flat=True)),
+        rules=rules,
+    )
+
+
+def _outcome(
+    case: Case, attempt: int, *, rows, exempt: set[int], rules: _PlanRules
+) -> list[CertificateResult]:
+    """`case_outcome` from data already read: `rows` the case's ComponentScore rows of
+    every attempt, `exempt` the component ids of its exemption snapshot."""
     best = best_final_scores(rows)
     completed: set[int] = set()
-    exempt = set(case.exemptions.values_list("component_id", flat=True))
+    exempt = set(exempt)
     for row in rows:
         if row.status == ScoreStatus.COMPLETED:
             completed.add(row.component_id)
         elif row.status == ScoreStatus.EXEMPT:
             exempt.add(row.component_id)
-    order = {
-        pc.component_id: (pc.order, pc.pk)
-        for pc in PlanComponent.objects.filter(plan_id=case.plan_id)
-    }
+    order = rules.order
     results = []
-    for certificate in case.plan.certificates.prefetch_related("marks__component"):
+    for certificate in rules.certificates:
         marks = sorted(certificate.marks.all(), key=lambda m: order.get(m.component_id, (99, 0)))
         met: dict[str, bool] = {}
         reasons: list[str] = []
@@ -191,27 +279,16 @@ def case_outcome(case: Case, attempt: int | None = None) -> list[CertificateResu
     return results
 
 
-@transaction.atomic
-def certificate_results(case: Case, attempt: int | None = None) -> list[CertificateResult]:
-    """Write `case_outcome(case, attempt)` as the attempt's CertificateResult rows
-    (upsert on case, kind, attempt; idempotent). Plain atomic: called inside the
-    finalising transaction."""
-    written = []
-    for outcome in case_outcome(case, attempt):
-        row, _ = CertificateResult.objects.update_or_create(
-            case=case,
-            kind=outcome.kind,
-            attempt=outcome.attempt,
-            defaults={"earned": outcome.earned, "reasons": outcome.reasons},
-        )
-        written.append(row)
-    return written
-
-
 # Finalising ----------------------------------------------------------------------------
 
 
-def _snapshot(case: Case, attempt: int) -> dict:
+SCORABLE_STATES = (CaseStatus.EXAMINED, CaseStatus.SCORED)
+SCORE_FIELDS = ["status", "score", "method", "booking"]
+
+
+def _snapshot(scores, certificates) -> dict:
+    """The rows of one case and attempt as audited on `case.results` (component scores
+    with their component set, certificate results), in the models' order."""
     return {
         "scores": {
             row.component.code: [
@@ -219,61 +296,149 @@ def _snapshot(case: Case, attempt: int) -> dict:
                 None if row.score is None else str(row.score),
                 row.method,
             ]
-            for row in ComponentScore.objects.filter(case=case, attempt=attempt).select_related(
-                "component"
-            )
+            for row in sorted(scores, key=lambda r: r.component_id)
         },
         "certificates": {
             row.kind: {"earned": row.earned, "reasons": row.reasons}
-            for row in CertificateResult.objects.filter(case=case, attempt=attempt)
+            for row in sorted(certificates, key=lambda r: r.kind)
         },
     }
 
 
-@transaction.atomic
-def _finalise_booking(*, actor, booking: Booking) -> BookingFinals:
-    """Write the final rows of one checked-in booking when complete (caller holds the
-    session lock). Locks the case row; moves examined -> scored, or rewrites the rows
-    of a case already scored. Audited as `case.results` when anything changed."""
-    finals = booking_finals(booking)
-    if not finals.complete:
-        return finals
-    case = Case.objects.select_for_update().get(pk=booking.case_id)
-    if case.status not in (CaseStatus.EXAMINED, CaseStatus.SCORED):
-        return finals  # voided or otherwise moved on: nothing to score
-    attempt = booking.attempt
-    before = _snapshot(case, attempt)
-    for component_id, (score, method) in finals.finals.items():
-        ComponentScore.objects.update_or_create(
-            case=case,
-            component_id=component_id,
-            attempt=attempt,
-            defaults={
-                "status": ScoreStatus.FINAL,
-                "score": score,
-                "method": method,
-                "booking": booking,
-            },
+def _of_attempt(rows: dict, attempt: int) -> list:
+    """The rows of `attempt` from {(component id or kind, attempt): row}."""
+    return [row for (_, row_attempt), row in rows.items() if row_attempt == attempt]
+
+
+def _assign(row, values: dict) -> bool:
+    """Set `values` on `row`; whether any of them changed."""
+    changed = False
+    for name, value in values.items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
+            changed = True
+    return changed
+
+
+def _bookings_finalise(*, actor, bookings) -> list[BookingFinals]:
+    """Write the final rows of each checked-in booking of `bookings` (case selected,
+    components prefetched) whose marks are complete, in the caller's transaction (the
+    caller holds the session lock): ComponentScore rows of the attempt (final, with the
+    method; exempt components as `exempt`) and the CertificateResult rows. Locks the
+    cases to score at once, in primary-key order; moves examined -> scored, or rewrites
+    the rows of a case already scored; a case voided or otherwise moved on is left
+    alone. Audited as `case.results` for each case whose rows changed. Returns the
+    `booking_finals` of every booking, in order.
+
+    The plan, the marks and the cases' existing rows are read once and the rows
+    written in bulk, so the queries do not grow with the bookings; only the state
+    transition (cases.services.case_finalise_scores) is one call per case."""
+    bookings = list(bookings)
+    plan_components = _plan_components({booking.case.plan_id for booking in bookings})
+    all_finals = bookings_finals(bookings, plan_components=plan_components)
+    complete = {finals.booking.case_id: finals for finals in all_finals if finals.complete}
+    if not complete:
+        return all_finals
+    # Candidate and plan are selected for the audit's object_repr only: lock the case
+    # rows alone, not the plan every session of it shares.
+    cases = [
+        case
+        for case in Case.objects.select_for_update(of=("self",))
+        .select_related("candidate", "plan")
+        .prefetch_related(
+            Prefetch("exemptions", queryset=CaseExemption.objects.select_related("component"))
         )
-    for component_id in case.exemptions.values_list("component_id", flat=True):
-        ComponentScore.objects.update_or_create(
-            case=case,
-            component_id=component_id,
-            attempt=attempt,
-            defaults={"status": ScoreStatus.EXEMPT, "score": None, "method": EXEMPT_METHOD},
+        .filter(pk__in=complete)
+        .order_by("pk")
+        if case.status in SCORABLE_STATES
+    ]
+    if not cases:
+        return all_finals
+    scores: dict[int, dict[tuple[int, int], ComponentScore]] = {case.pk: {} for case in cases}
+    for row in ComponentScore.objects.filter(case__in=cases).select_related("component"):
+        scores[row.case_id][(row.component_id, row.attempt)] = row
+    certificates: dict[int, dict[tuple[str, int], CertificateResult]] = {
+        case.pk: {} for case in cases
+    }
+    for row in CertificateResult.objects.filter(case__in=cases):
+        certificates[row.case_id][(row.kind, row.attempt)] = row
+    rules = _plan_rules(plan_components)
+
+    new_scores: list[ComponentScore] = []
+    changed_scores: dict[int, ComponentScore] = {}
+    new_certificates: list[CertificateResult] = []
+    changed_certificates: list[CertificateResult] = []
+    events = []
+    for case in cases:
+        booking = complete[case.pk].booking
+        attempt = booking.attempt
+        case_scores, case_certificates = scores[case.pk], certificates[case.pk]
+
+        before = _snapshot(
+            _of_attempt(case_scores, attempt), _of_attempt(case_certificates, attempt)
         )
-    certificate_results(case, attempt)
-    after = _snapshot(case, attempt)
-    if before != after:
-        audit_record(
-            actor=actor,
-            instance=case,
-            action="case.results",
-            changes={key: {"before": before[key], "after": after[key]} for key in after},
+        components = {cid: pc.component for cid, pc in plan_components[case.plan_id].items()}
+        wanted = [
+            (
+                components[component_id],
+                {
+                    "status": ScoreStatus.FINAL,
+                    "score": score,
+                    "method": method,
+                    "booking_id": booking.pk,
+                },
+            )
+            for component_id, (score, method) in complete[case.pk].finals.items()
+        ]
+        # An exempt row keeps whatever booking it has (none when created).
+        wanted += [
+            (
+                exemption.component,
+                {"status": ScoreStatus.EXEMPT, "score": None, "method": EXEMPT_METHOD},
+            )
+            for exemption in case.exemptions.all()
+        ]
+        for component, values in wanted:
+            row = case_scores.get((component.pk, attempt))
+            if row is None:
+                row = ComponentScore(case=case, component=component, attempt=attempt, **values)
+                case_scores[(component.pk, attempt)] = row
+                new_scores.append(row)
+            elif _assign(row, values) and row.pk is not None:  # pk None: created above
+                changed_scores[row.pk] = row
+        exempt = {exemption.component_id for exemption in case.exemptions.all()}
+        outcome = _outcome(
+            case, attempt, rows=list(case_scores.values()), exempt=exempt, rules=rules[case.plan_id]
         )
-    if case.status == CaseStatus.EXAMINED:
-        case_services.case_finalise_scores(actor=actor, case=case)
-    return finals
+        for result in outcome:
+            row = case_certificates.get((result.kind, attempt))
+            if row is None:
+                case_certificates[(result.kind, attempt)] = result
+                new_certificates.append(result)
+            elif _assign(row, {"earned": result.earned, "reasons": result.reasons}):
+                changed_certificates.append(row)
+        after = _snapshot(
+            _of_attempt(case_scores, attempt), _of_attempt(case_certificates, attempt)
+        )
+        if before != after:
+            events.append(
+                event_for(
+                    case,
+                    "case.results",
+                    changes={key: {"before": before[key], "after": after[key]} for key in after},
+                )
+            )
+    ComponentScore.objects.bulk_create(new_scores)
+    ComponentScore.objects.bulk_update(changed_scores.values(), SCORE_FIELDS)
+    CertificateResult.objects.bulk_create(new_certificates)
+    CertificateResult.objects.bulk_update(changed_certificates, ["earned", "reasons"])
+    # One append for every case's `case.results`; each case's own transition event
+    # follows it, so a case's history still reads results, then examined -> scored.
+    audit_record_many(actor=actor, events=events)
+    for case in cases:
+        if case.status == CaseStatus.EXAMINED:
+            case_services.case_finalise_scores(actor=actor, case=case)
+    return all_finals
 
 
 @dataclass
@@ -295,19 +460,15 @@ def _require_session_marking(session: ExamSession) -> None:
 def session_scores_write(*, actor, session: ExamSession) -> FinaliseSummary:
     """The body of `session_finalise`, plain atomic so another service may run it in
     its own transaction (e.g. the review, just before submit_for_review). Locks the
-    session row, then each case in primary-key order."""
+    session row, then the cases it scores, at once in primary-key order."""
     require_role(actor, Role.COORDINATOR)
     session = ExamSession.objects.select_for_update().get(pk=session.pk)
     _require_session_marking(session)
     summary = FinaliseSummary()
-    bookings = (
-        Booking.objects.filter(session=session, status=BookingStatus.CHECKED_IN)
-        .select_related("case")
-        .prefetch_related("components")
-        .order_by("case_id")
-    )
-    for booking in bookings:
-        finals = _finalise_booking(actor=actor, booking=booking)
+    for finals in _bookings_finalise(
+        actor=actor, bookings=_checked_in(session).order_by("case_id")
+    ):
+        booking = finals.booking
         if finals.complete:
             summary.finalised.append(booking.ticket_number)
         else:
@@ -343,7 +504,7 @@ def case_scores_finalise(*, actor, case: Case) -> Case:
     booking = (
         Booking.objects.select_related("case").prefetch_related("components").get(pk=booking.pk)
     )
-    finals = _finalise_booking(actor=actor, booking=booking)
+    (finals,) = _bookings_finalise(actor=actor, bookings=[booking])
     if not finals.complete:
         raise ValidationError({"case": finals.pending})
     return Case.objects.get(pk=case.pk)

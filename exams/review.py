@@ -11,6 +11,12 @@ supervisor returns the session to marking with notes (`session_return_to_marking
 once every warning is closed, approves it (`session_approve`), which publishes the
 results: each scored case passes when it earned at least one certificate, else fails.
 
+After a return to marking, each submission recomputes every rule: an open warning whose
+rule no longer fires is closed by the system (`withdraw`), one still firing keeps its
+review and takes the new figures, and a rule firing again after its warning was closed
+raises a new warning only when the figures differ from those the supervisor closed
+(`session_warnings_generate`).
+
 No one reviews a session they graded (DESIGN.md "Roles"): a supervisor who entered a
 mark in the session or is on its staff as grader or chief grader may take none of the
 supervisor's actions on it.
@@ -36,6 +42,7 @@ from cases import services as case_services
 from cases.models import Case, CaseStatus, PassMark, PlanComponent
 from cases.roles import Role, require_role
 
+from . import signals
 from . import warnings as rules
 from .models import (
     Booking,
@@ -265,41 +272,59 @@ def _json_detail(detail: dict) -> dict:
     return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in detail.items()}
 
 
+# The audited reason of a warning the system closes because its rule stopped firing.
+WITHDRAW_NOTE = "重新提交审核时该预警不再触发，系统自动关闭"
+
+
 @transaction.atomic
 def session_warnings_generate(*, actor, session: ExamSession) -> list[QualityWarning]:
-    """Run the early-warning rules over `session` and upsert one QualityWarning per
-    finding on (session, rule, subject). New rows start `generated`; a row not yet
-    reviewed (generated or sent) takes the new detail and message; a reviewed one is
-    left as the supervisor left it. Idempotent: a second run with the same data writes
-    nothing. Called inside the submit transaction with the session row locked; audits
-    each new or changed warning. Returns the warnings created or changed."""
-    touched = []
+    """Run every early-warning rule over `session` and reconcile the findings with the
+    session's warnings, keyed on (rule, subject). On each submission for review:
+
+    1. An open warning (any state but closed) whose rule/subject no longer fires is
+       withdrawn: closed by the system (transition `withdraw`, `withdrawn_at` set),
+       audited as `warning.withdraw` with no actor and the reason WITHDRAW_NOTE.
+       Nothing is left to review about a finding that is gone.
+    2. A finding with an open warning keeps that warning in whatever state the review
+       left it; when the figures changed its detail and message are updated (audited
+       as `warning.update`, before and after). A review already given stands, and the
+       supervisor sees the figures as they now are before closing it.
+    3. A finding without an open warning creates one (`generated`, audited as
+       `warning.generate`), unless the latest warning of the same rule/subject closed
+       by the supervisor (not withdrawn) has exactly the same detail: facts already
+       reviewed are not raised again. New figures after a closed warning are a new
+       warning, linked to the closed one in the audit event (`previous_warning`); the
+       closed one stays as the record of the earlier review. A withdrawn warning was
+       never settled, so its facts coming back are raised again.
+
+    Idempotent: a second run with the same data writes nothing. Called inside the
+    submit transaction with the session row locked (exams.review locks the session
+    before any of its warnings); the warnings are re-read under row locks too. Returns
+    the warnings created, changed or withdrawn."""
+    findings = rules.session_warnings(session_facts(session))
+    existing = list(
+        QualityWarning.objects.select_for_update().filter(session=session).order_by("pk")
+    )
+    # At most one open warning per key (constraint one_open_warning_per_subject); of
+    # the ones the supervisor closed, the latest (rows in pk order) says what was last
+    # reviewed.
+    open_by_key = {(w.rule, w.subject): w for w in existing if w.status != WarningStatus.CLOSED}
+    reviewed_by_key = {
+        (w.rule, w.subject): w
+        for w in existing
+        if w.status == WarningStatus.CLOSED and w.withdrawn_at is None
+    }
+    touched: list[QualityWarning] = []
     events: list[Event] = []
-    for finding in rules.session_warnings(session_facts(session)):
+    firing: set[tuple[str, str]] = set()
+    for finding in findings:
+        key = (finding.rule, finding.subject)
+        firing.add(key)
         detail = _json_detail(finding.detail)
-        warning = QualityWarning.objects.filter(
-            session=session, rule=finding.rule, subject=finding.subject
-        ).first()
-        if warning is None:
-            warning = QualityWarning.objects.create(
-                session=session,
-                rule=finding.rule,
-                subject=finding.subject,
-                detail=detail,
-                message=finding.message,
-            )
-            events.append(
-                event_for(
-                    warning,
-                    "warning.generate",
-                    to_state=warning.status,
-                    reason=finding.message,
-                    changes={"detail": {"before": None, "after": detail}},
-                )
-            )
-        elif warning.status in (WarningStatus.GENERATED, WarningStatus.SENT) and (
-            warning.detail != detail or warning.message != finding.message
-        ):
+        warning = open_by_key.get(key)
+        if warning is not None:
+            if warning.detail == detail and warning.message == finding.message:
+                continue
             before = warning.detail
             warning.detail, warning.message = detail, finding.message
             warning.save(update_fields=["detail", "message", "updated_at"])
@@ -312,9 +337,52 @@ def session_warnings_generate(*, actor, session: ExamSession) -> list[QualityWar
                 )
             )
         else:
-            continue
+            previous = reviewed_by_key.get(key)
+            if previous is not None and previous.detail == detail:
+                continue
+            warning = QualityWarning.objects.create(
+                session=session,
+                rule=finding.rule,
+                subject=finding.subject,
+                detail=detail,
+                message=finding.message,
+            )
+            open_by_key[key] = warning
+            changes = {"detail": {"before": None, "after": detail}}
+            if previous is not None:
+                changes["previous_warning"] = {"before": None, "after": previous.pk}
+            events.append(
+                event_for(
+                    warning,
+                    "warning.generate",
+                    to_state=warning.status,
+                    reason=finding.message,
+                    changes=changes,
+                )
+            )
         touched.append(warning)
     audit_record_many(actor=actor, events=events)
+    withdrawn = []
+    now = timezone.now()
+    for key, warning in open_by_key.items():
+        if key in firing:
+            continue
+        from_state = warning.status
+        warning.withdraw(at=now)
+        warning.save()
+        withdrawn.append(
+            event_for(
+                warning,
+                "warning.withdraw",
+                from_state=from_state,
+                to_state=warning.status,
+                reason=WITHDRAW_NOTE,
+                changes={"withdrawn_at": {"before": None, "after": now}},
+            )
+        )
+        touched.append(warning)
+    # The system closes these, not the coordinator who submitted: no actor.
+    audit_record_many(actor=None, events=withdrawn)
     return touched
 
 
@@ -392,10 +460,12 @@ def session_submit_for_review(*, actor, session: ExamSession) -> ExamSession:
     refuses (DomainError `scores_incomplete`, 400, everything rolled back) while any
     checked-in candidate lacks the final result of a component they sat. From here
     marks are locked (exams.scoring refuses changes outside `marking`). The
-    early-warning rules run in this transaction and their findings are upserted as
-    warnings (`session_warnings_generate`); sending them is scheduled after commit
-    (task `quality_warnings_send`). Locks the session, then the cases it finalises in
-    primary-key order. Audited as `session.submit_for_review`."""
+    early-warning rules run in this transaction and their findings are reconciled with
+    the session's warnings (`session_warnings_generate`: on a resubmission after a
+    return to marking, warnings no longer firing are withdrawn); sending new ones is
+    scheduled after commit (task `quality_warnings_send`). Locks the session, then the
+    cases it finalises in primary-key order, then the session's warnings. Audited as
+    `session.submit_for_review`."""
     from .results import session_scores_write
 
     require_role(actor, Role.COORDINATOR)
@@ -435,9 +505,11 @@ def session_submit_for_review(*, actor, session: ExamSession) -> ExamSession:
 @transaction.atomic(durable=True)
 def session_return_to_marking(*, actor, session: ExamSession, notes: str) -> ExamSession:
     """in_review -> marking (supervisor who did not grade it; notes required): marks
-    unlock for correction. The warnings stay as they are; on the next submission the
-    rules run again and update the ones not yet reviewed. Locks the session row.
-    Audited as `session.return_to_marking` with the notes as reason."""
+    unlock for correction. The warnings stay as they are; on the next submission every
+    rule runs again (`session_warnings_generate`): open warnings no longer firing are
+    withdrawn, open ones still firing take the new figures, and closed ones come back
+    as new warnings only with different figures. Locks the session row. Audited as
+    `session.return_to_marking` with the notes as reason."""
     require_role(actor, Role.REVIEWER)
     notes = _required_text(notes, "notes", "请填写退回意见")
     session = _locked_session(session, "return_to_marking")
@@ -465,7 +537,9 @@ def session_approve(*, actor, session: ExamSession, notes: str = "") -> ExamSess
     exams.results.case_outcome) and fails otherwise (cases.services.
     case_publish_result, result date today); voided and absent cases are left as they
     are. Locks the session, then the cases in primary-key order. Audited as
-    `session.approve` with the tickets passed and failed."""
+    `session.approve` with the tickets passed and failed. After commit sends
+    exams.signals.session_approved with the passed cases (issuance opens their
+    certificates)."""
     require_role(actor, Role.REVIEWER)
     session = _locked_session(session, "approve")
     _require_supervisor(actor, session)
@@ -480,6 +554,7 @@ def session_approve(*, actor, session: ExamSession, notes: str = "") -> ExamSess
         )
     today = timezone.localdate()
     published: dict[str, list[str]] = {"passed": [], "failed": []}
+    passed_ids: list[int] = []
     for booking in _sat(session):
         case = booking.case
         if case.status != CaseStatus.SCORED or case.attempts != booking.attempt:
@@ -487,6 +562,8 @@ def session_approve(*, actor, session: ExamSession, notes: str = "") -> ExamSess
         passed = case_passed(case, booking.attempt)
         case_services.case_publish_result(actor=actor, case=case, passed=passed, on=today)
         published["passed" if passed else "failed"].append(booking.ticket_number)
+        if passed:
+            passed_ids.append(case.pk)
     from_state = session.status
     session.approve(notes=(notes or "").strip())
     session.save()
@@ -498,6 +575,12 @@ def session_approve(*, actor, session: ExamSession, notes: str = "") -> ExamSess
         to_state=session.status,
         reason=session.review_notes,
         changes={"published": {"before": None, "after": published}},
+    )
+    # Issuance opens the certificates the passed cases earned (exams.signals).
+    transaction.on_commit(
+        lambda: signals.session_approved.send(
+            sender=ExamSession, session_id=session.pk, passed_case_ids=passed_ids
+        )
     )
     return session
 

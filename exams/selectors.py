@@ -6,7 +6,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 
 from cases.models import Case, CaseStatus, EvaluationPlan, PlanComponent
 
-from .models import Booking, BookingStatus, ComponentScore, ScoreStatus
+from .models import Booking, BookingStatus, CertificateResult, ComponentScore, ScoreStatus
 
 # Bookings that still hold the candidate's time: a seat waiting or an exam being sat.
 HOLDING = [BookingStatus.BOOKED, BookingStatus.CHECKED_IN]
@@ -360,3 +360,17 @@ def case_results_readable(*, user, case: Case) -> bool:
     if has_role(user, Role.ISSUER_OFFICER):
         return case.status in {CaseStatus.PASSED, CaseStatus.COMPLETED}
     return False
+
+
+def certificates_earned(case_ids) -> dict[int, set[str]]:
+    """{case_id: {certificate kind earned}} in each case's latest attempt, from the
+    CertificateResult rows that scoring wrote (issuance opens one certificate per kind)."""
+    latest = dict(Case.objects.filter(pk__in=case_ids).values_list("pk", "attempts"))
+    earned: dict[int, set[str]] = {case_id: set() for case_id in latest}
+    rows = CertificateResult.objects.filter(case_id__in=latest, earned=True).values_list(
+        "case_id", "attempt", "kind"
+    )
+    for case_id, attempt, kind in rows:
+        if attempt == latest[case_id]:
+            earned[case_id].add(kind)
+    return earned

@@ -1,4 +1,5 @@
 from django.urls import path
+from django.views.generic import RedirectView
 
 from . import views
 
@@ -7,7 +8,13 @@ app_name = "exams"
 urlpatterns = [
     # Coordinator: plans, venues, sessions and roster, exam day (templates/exams/).
     path("plans/", views.plan_list, name="plan-list"),
-    path("plans/new/", views.plan_create, name="plan-create"),
+    # The new-plan page moved to cases:plan-create (with cases:plan-edit for drafts);
+    # the old address stays as a permanent redirect so bookmarks keep working.
+    path(
+        "plans/new/",
+        RedirectView.as_view(pattern_name="cases:plan-create", permanent=True),
+        name="plan-create",
+    ),
     path("plans/<int:pk>/", views.plan_detail, name="plan-detail"),
     path("plans/<int:pk>/allocate/", views.plan_allocate, name="plan-allocate"),
     path("plans/<int:pk>/transition/<slug:name>/", views.plan_transition, name="plan-transition"),

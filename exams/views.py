@@ -37,7 +37,6 @@ from .forms import (
     BookingForm,
     CheckInForm,
     MisconductForm,
-    PlanForm,
     ReasonForm,
     ReviewNotesForm,
     RoomForm,
@@ -147,21 +146,6 @@ def plan_list(request):
         .order_by("-exam_date", "name")
     )
     return render(request, "exams/plan_list.html", {"page": _page(request, queryset)})
-
-
-@coordinator_required
-def plan_create(request):
-    form = PlanForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            plan = plans.plan_create(actor=request.user, **form.service_kwargs())
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-        else:
-            messages.success(request, _("评价计划已创建（草稿）"))
-            return redirect("exams:plan-detail", pk=plan.pk)
-    status = 400 if form.errors else 200
-    return render(request, "exams/plan_form.html", {"form": form}, status=status)
 
 
 def _plan_page(request, pk, *, status=200, allocation=None):

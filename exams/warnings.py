@@ -5,7 +5,9 @@ Pure functions: each takes plain data about one session (built from the database
 exams.review) and returns zero or more `Finding`s: (rule, subject, detail, message).
 `subject` names what the warning is about within the session (a component and pass
 mark, a pair of graders, a score vector, ...); with the session and the rule it is the
-natural key a warning is upserted on, so computing twice gives the same rows.
+key findings are matched to warnings on (at most one open warning per key), so
+computing twice gives the same rows, and a later run tells which warnings still fire
+(exams.review.session_warnings_generate).
 
 A warning is a prompt for the supervisor, not a verdict: the thresholds below err on
 the side of raising a question a human then confirms or dismisses with a note. They

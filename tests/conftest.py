@@ -25,6 +25,20 @@ def django_db_setup(django_db_setup, django_db_blocker):
                 )
 
 
+@pytest.fixture(scope="session")
+def _files_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("files")
+
+
+@pytest.fixture(autouse=True)
+def _files_outside_the_checkout(settings, _files_root):
+    """Uploads, PDFs, signing keys and exchange files go to a throwaway folder, never to
+    the developer's var/ (one folder per run: keys made once are reused by later tests)."""
+    settings.MEDIA_ROOT = _files_root / "media"
+    settings.SIGNING_KEYS_DIR = _files_root / "keys"
+    settings.EXCHANGE_DIR = _files_root / "exchange"
+
+
 @pytest.fixture(autouse=True)
 def _eager_celery(request):
     """Unit tests run tasks in-process; tests/integration runs a real worker."""

@@ -131,6 +131,10 @@ class PlanComponentInput(serializers.Serializer):
     )
 
 
+class PlanCertificateInput(serializers.Serializer):
+    theory_before_practical = serializers.BooleanField(required=False)
+
+
 class PlanConfigureInput(serializers.Serializer):
     name = serializers.CharField(max_length=128, required=False)
     exam_date = serializers.DateField(required=False)
@@ -148,6 +152,8 @@ class PlanConfigureInput(serializers.Serializer):
         max_digits=4, decimal_places=1, required=False, allow_null=True, min_value=0
     )
     require_photo = serializers.BooleanField(required=False)
+    # Keyed by certificate kind ("qualification", "skill"); the service refuses others.
+    certificates = serializers.DictField(child=PlanCertificateInput(), required=False)
     components = serializers.DictField(child=PlanComponentInput(), required=False)
     pass_marks = serializers.DictField(
         child=serializers.DictField(
@@ -181,6 +187,9 @@ class PlanInput(serializers.Serializer):
     require_photo = serializers.BooleanField(required=False)
     double_marked = serializers.ListField(
         child=serializers.SlugField(), required=False, default=list
+    )
+    disabled_rows = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, default=list
     )
 
     def validate_qualification_type(self, value):

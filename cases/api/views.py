@@ -117,7 +117,8 @@ class PlanViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.Rea
 
     @extend_schema(request=s.PlanInput, responses={201: s.PlanOutput})
     def create(self, request):
-        """A draft plan with the catalog's components and pass rules."""
+        """A draft plan with the catalog's components and pass rules, and the attachment
+        rows switched off for its province."""
         data = CandidateViewSet._valid(s.PlanInput, request.data)
         plan = plans.plan_create(actor=request.user, **data)
         return Response(
@@ -126,9 +127,10 @@ class PlanViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.Rea
 
     @extend_schema(request=s.PlanConfigureInput, responses=s.PlanOutput)
     def partial_update(self, request, pk=None):
-        """Override a draft plan's settings, components, pass marks and rows switched off."""
+        """Override a draft plan's settings, certificates' theory-first rule, components,
+        pass marks and rows switched off."""
         data = CandidateViewSet._valid(s.PlanConfigureInput, request.data)
-        for name in ("components", "pass_marks"):
+        for name in ("certificates", "components", "pass_marks"):
             if name in data:
                 data[name] = {key: dict(value) for key, value in data[name].items()}
         plan = plans.plan_configure(actor=request.user, plan=self.get_object(), **data)

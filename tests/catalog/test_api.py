@@ -57,3 +57,14 @@ def test_catalog_recognition_rules_carry_their_source(client):
 def test_catalog_is_read_only(client, django_user_model):
     response = client.post("/api/v1/catalog/departments/", {"code": "x", "name": "x"})
     assert response.status_code == 405
+
+
+def test_catalog_has_the_comprehensive_review_component(client):
+    response = client.get("/api/v1/catalog/components/review/")
+    assert response.status_code == 200
+    assert response.json() == {
+        "code": "review",
+        "name": "综合评审",
+        "kind": "exam",
+        "max_score": 100,
+    }

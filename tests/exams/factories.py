@@ -2,7 +2,9 @@
 assigning `status`. Append your helpers; do not rewrite others'."""
 
 import itertools
-from datetime import date, time
+from datetime import date, datetime, time, timedelta
+
+from django.utils import timezone
 
 from cases import services as case_services
 from tests.cases.factories import PlanFactory, UserFactory, coordinator, hold, register
@@ -11,6 +13,7 @@ __all__ = [
     "PlanFactory",
     "UserFactory",
     "coordinator",
+    "desk_time",
     "eligible_case",
     "exam_room",
     "exam_session",
@@ -71,11 +74,18 @@ def exam_session(
     return session_open(actor=actor, session=session) if open_it else session
 
 
+def desk_time(session, minutes_before=15):
+    """A check-in moment at the desk of `session`: on its date, `minutes_before` its
+    start (negative: after it). The desk admits candidates on the session's date only."""
+    start = timezone.make_aware(datetime.combine(session.date, session.start_time))
+    return start - timedelta(minutes=minutes_before)
+
+
 def marking_session(actor, plan, cases, *, staff=(), absent=(), **session_kwargs):
     """A session of `plan` in `marking`, all through the exams services: `cases`
     (eligible) booked, `staff` assigned as (user, role, component code or None), every
-    case checked in except those in `absent`, started and closed. Returns (session,
-    {case.pk: booking})."""
+    case checked in (on the session's date, 15 minutes before the start) except those in
+    `absent`, started and closed. Returns (session, {case.pk: booking})."""
     from exams.attendance import check_in
     from exams.scheduling import booking_create
     from exams.sessions import (
@@ -95,7 +105,12 @@ def marking_session(actor, plan, cases, *, staff=(), absent=(), **session_kwargs
     absent_ids = {case.pk for case in absent}
     for case_id, booking in bookings.items():
         if case_id not in absent_ids:
-            check_in(actor=actor, session=session, ticket_or_id=booking.ticket_number)
+            check_in(
+                actor=actor,
+                session=session,
+                ticket_or_id=booking.ticket_number,
+                at=desk_time(session),
+            )
     session = session_start(actor=actor, session=session)
     session = session_close(actor=actor, session=session)
     from exams.models import Booking

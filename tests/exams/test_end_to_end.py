@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from cases import services as case_services
@@ -80,9 +81,13 @@ def test_a_60_candidate_session_through_the_api(django_capture_on_commit_callbac
             {
                 "plan": plan.pk,
                 "room": room["id"],
-                "date": "2026-09-15",
-                "start_time": "09:00",
-                "end_time": "11:30",
+                # The desk (API) stamps the current time and admits candidates on the
+                # session's date only: dated today, starting at midnight, so that every
+                # check-in is after the start and the late check-in warning fires
+                # whatever the hour the test runs.
+                "date": timezone.localdate().isoformat(),
+                "start_time": "00:00",
+                "end_time": "02:30",
                 "capacity": 60,
                 "components": ["theory", "practical"],
             },

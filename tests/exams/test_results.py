@@ -327,7 +327,7 @@ def _retake_session(coord, grader, plan, case):
         session_start,
     )
 
-    from .factories import exam_session
+    from .factories import desk_time, exam_session
 
     session = exam_session(coord, plan, day=date(2026, 10, 15))
     for component in ("theory", "practical"):
@@ -339,7 +339,9 @@ def _retake_session(coord, grader, plan, case):
     booking = booking_create(actor=coord, session=session, case=case)
     assert booking.attempt == 2
     session = session_freeze_roster(actor=coord, session=session)
-    check_in(actor=coord, session=session, ticket_or_id=booking.ticket_number)
+    check_in(
+        actor=coord, session=session, ticket_or_id=booking.ticket_number, at=desk_time(session)
+    )
     session = session_close(actor=coord, session=session_start(actor=coord, session=session))
     booking.refresh_from_db()
     return session, booking

@@ -76,10 +76,6 @@ def marked(coord, grader, plan, scores, *, absent=0, staff=(), **session_kwargs)
         **session_kwargs,
     )
     ordered = [bookings[case.pk] for case in cases]
-    # The desk stamps the real time; the exam day is fixed: everyone in before 09:00.
-    Booking.objects.filter(session=session, checked_in_at__isnull=False).update(
-        checked_in_at=starts_at(session) - timedelta(minutes=10)
-    )
     for index, code in enumerate(("theory", "practical")):
         entries = [
             MarkEntry(b.ticket_number, s[index])
@@ -193,6 +189,191 @@ def test_resubmission_updates_warnings_without_duplicating_them(
         (warning.pk, WarningStatus.SENT)
     ]
     assert actions(warning) == ["warning.generate", "warning.send"]
+
+
+# Resubmission after a return to marking: every rule is recomputed ------------------------
+
+IDENTICAL = [*QUIET, *[(85, 90)] * 4]  # bookings 4-7 alike: one identical_scores warning
+SUBJECT = "practical=90,theory=85"
+
+
+def returned(reviewer, session):
+    """Return `session` to marking: its marks unlock for correction."""
+    return review.session_return_to_marking(actor=reviewer, session=session, notes="请复核成绩")
+
+
+def correct(grader, booking, component, score):
+    return mark_enter(
+        actor=grader, booking=booking, component=component, score=score, reason="复核改分"
+    )
+
+
+def resubmit(coord, session, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        return review.session_submit_for_review(actor=coord, session=session)
+
+
+def settle(coord, reviewer, warning, how):
+    """Take `warning` (sent) to the state named by `how` through the services."""
+    if how in ("confirmed", "answered"):
+        warning = review.warning_review(
+            actor=reviewer, warning=warning, confirmed=True, note="须核查阅卷记录"
+        )
+    if how == "dismissed":
+        warning = review.warning_review(
+            actor=reviewer, warning=warning, confirmed=False, note="属正常情况"
+        )
+    if how == "answered":
+        warning = review.warning_answer(actor=coord, warning=warning, answer="已复核答卷")
+    return warning
+
+
+def warning_rows(session):
+    return list(
+        QualityWarning.objects.filter(session=session)
+        .order_by("pk")
+        .values_list("pk", "subject", "status")
+    )
+
+
+@pytest.mark.parametrize("how", ["sent", "confirmed", "dismissed", "answered"])
+def test_resubmission_withdraws_an_open_warning_that_no_longer_fires(
+    coord, grader, reviewer, plan, django_capture_on_commit_callbacks, how
+):
+    session, bookings = marked(coord, grader, plan, IDENTICAL)
+    session = resubmit(coord, session, django_capture_on_commit_callbacks)
+    warning = settle(coord, reviewer, QualityWarning.objects.get(session=session), how)
+    session = returned(reviewer, session)
+    # Two of the four alike corrected: two alike left, which is ordinary.
+    correct(grader, bookings[4], "theory", 84)
+    correct(grader, bookings[5], "theory", 83)
+    session = resubmit(coord, session, django_capture_on_commit_callbacks)
+
+    assert warning_rows(session) == [(warning.pk, SUBJECT, WarningStatus.CLOSED)]
+    warning.refresh_from_db()
+    assert warning.withdrawn_at is not None
+    event = AuditEvent.objects.filter(
+        object_type="exams.qualitywarning", object_id=str(warning.pk)
+    ).last()
+    assert (event.action, event.from_state, event.to_state, event.reason, event.actor_id) == (
+        "warning.withdraw",
+        how,
+        "closed",
+        "重新提交审核时该预警不再触发，系统自动关闭",
+        None,
+    )
+    # Nothing is left open: the session may be approved.
+    session = review.session_approve(actor=reviewer, session=session)
+    assert status_of(session) == SessionStatus.APPROVED
+
+
+def test_resubmission_keeps_an_open_warning_that_still_fires_with_new_figures(
+    coord, grader, reviewer, plan, django_capture_on_commit_callbacks
+):
+    session, bookings = marked(coord, grader, plan, IDENTICAL)
+    session = resubmit(coord, session, django_capture_on_commit_callbacks)
+    warning = settle(coord, reviewer, QualityWarning.objects.get(session=session), "confirmed")
+    before = warning.detail
+    session = returned(reviewer, session)
+    # A fifth candidate now scores 85 / 90 too.
+    correct(grader, bookings[0], "theory", 85)
+    correct(grader, bookings[0], "practical", 90)
+    session = resubmit(coord, session, django_capture_on_commit_callbacks)
+
+    assert warning_rows(session) == [(warning.pk, SUBJECT, WarningStatus.CONFIRMED)]
+    warning.refresh_from_db()
+    tickets = sorted(bookings[i].ticket_number for i in (0, 4, 5, 6, 7))
+    assert warning.detail == {
+        "scores": {"practical": "90", "theory": "85"},
+        "count": 5,
+        "total": 8,
+        "tickets": tickets,
+    }
+    assert warning.message == "5 名考生（共 8 人）各科成绩完全相同：实操考试 90，理论考试 85"
+    assert (warning.review_note, warning.withdrawn_at) == ("须核查阅卷记录", None)
+    event = AuditEvent.objects.filter(
+        object_type="exams.qualitywarning", object_id=str(warning.pk)
+    ).last()
+    assert (event.action, event.actor_id) == ("warning.update", coord.pk)
+    assert event.changes == {"detail": {"before": before, "after": warning.detail}}
+
+
+def test_resubmission_does_not_raise_again_facts_already_reviewed_and_closed(
+    coord, grader, reviewer, plan, django_capture_on_commit_callbacks
+):
+    session, bookings = marked(coord, grader, plan, IDENTICAL)
+    session = resubmit(coord, session, django_capture_on_commit_callbacks)
+    warning = settle(coord, reviewer, QualityWarning.objects.get(session=session), "dismissed")
+    review.warning_close(actor=reviewer, warning=warning)
+    session = returned(reviewer, session)
+    # A correction elsewhere: the four alike are still the same four, 85 / 90.
+    correct(grader, bookings[0], "theory", 73)
+    session = resubmit(coord, session, django_capture_on_commit_callbacks)
+
+    assert warning_rows(session) == [(warning.pk, SUBJECT, WarningStatus.CLOSED)]
+    assert actions(warning) == [
+        "warning.generate",
+        "warning.send",
+        "warning.dismiss",
+        "warning.close",
+    ]
+    session = review.session_approve(actor=reviewer, session=session)
+    assert status_of(session) == SessionStatus.APPROVED
+
+
+def test_resubmission_raises_a_new_warning_when_closed_facts_change(
+    coord, grader, reviewer, plan, django_capture_on_commit_callbacks
+):
+    session, bookings = marked(coord, grader, plan, IDENTICAL)
+    session = resubmit(coord, session, django_capture_on_commit_callbacks)
+    closed = settle(coord, reviewer, QualityWarning.objects.get(session=session), "answered")
+    closed = review.warning_close(actor=reviewer, warning=closed)
+    session = returned(reviewer, session)
+    correct(grader, bookings[0], "theory", 85)
+    correct(grader, bookings[0], "practical", 90)
+    session = resubmit(coord, session, django_capture_on_commit_callbacks)
+
+    (_, (new_pk, subject, new_status)) = warning_rows(session)
+    assert (subject, new_status) == (SUBJECT, WarningStatus.SENT)
+    new = QualityWarning.objects.get(pk=new_pk)
+    assert (new.detail["count"], new.review_note, new.answer) == (5, "", "")
+    closed.refresh_from_db()
+    assert (closed.status, closed.detail["count"], closed.answer) == (
+        WarningStatus.CLOSED,
+        4,
+        "已复核答卷",
+    )
+    event = AuditEvent.objects.get(
+        object_type="exams.qualitywarning", object_id=str(new_pk), action="warning.generate"
+    )
+    assert event.changes == {
+        "detail": {"before": None, "after": new.detail},
+        "previous_warning": {"before": None, "after": closed.pk},
+    }
+    with pytest.raises(StateConflict, match="尚有 1 条预警未关闭"):
+        review.session_approve(actor=reviewer, session=session)
+
+
+def test_resubmission_raises_again_the_facts_of_a_withdrawn_warning(
+    coord, grader, reviewer, plan, django_capture_on_commit_callbacks
+):
+    # A withdrawn warning was never settled by the supervisor: its facts coming back
+    # are a warning again, not "already reviewed".
+    session, bookings = marked(coord, grader, plan, IDENTICAL)
+    session = resubmit(coord, session, django_capture_on_commit_callbacks)
+    first = QualityWarning.objects.get(session=session)
+    session = returned(reviewer, session)
+    correct(grader, bookings[4], "theory", 84)
+    correct(grader, bookings[5], "theory", 83)
+    session = returned(reviewer, resubmit(coord, session, django_capture_on_commit_callbacks))
+    correct(grader, bookings[4], "theory", 85)
+    correct(grader, bookings[5], "theory", 85)
+    session = resubmit(coord, session, django_capture_on_commit_callbacks)
+
+    rows = warning_rows(session)
+    assert rows[0] == (first.pk, SUBJECT, WarningStatus.CLOSED)
+    assert rows[1][1:] == (SUBJECT, WarningStatus.SENT)
+    assert QualityWarning.objects.get(pk=rows[1][0]).detail == first.detail
 
 
 # Warnings: review, answer, close ----------------------------------------------------------

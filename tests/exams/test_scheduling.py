@@ -365,11 +365,12 @@ def test_a_retake_is_booked_again_after_a_cancelled_retake_booking(coord, plan):
     from exams.sessions import session_close, session_open, session_start
 
     from ..cases.factories import UserFactory
+    from .factories import desk_time
 
     first = exam_session(coord, plan)
     booking = booking_create(actor=coord, session=first, case=eligible_case(coord, plan))
     session_freeze_roster(actor=coord, session=first)
-    check_in(actor=coord, session=first, ticket_or_id=booking.ticket_number)
+    check_in(actor=coord, session=first, ticket_or_id=booking.ticket_number, at=desk_time(first))
     session_close(actor=coord, session=session_start(actor=coord, session=first))
     case = case_services.case_finalise_scores(actor=coord, case=booking.case)
     reviewer = UserFactory(username="reviewer", roles=["reviewer"])

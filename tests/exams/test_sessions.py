@@ -4,6 +4,7 @@ from datetime import date, time
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils import timezone
 
 from audit.exceptions import StateConflict
 from audit.models import AuditEvent
@@ -17,6 +18,7 @@ from .factories import (
     PlanFactory,
     UserFactory,
     coordinator,
+    desk_time,
     eligible_case,
     exam_room,
     exam_session,
@@ -234,7 +236,9 @@ def test_close_marks_every_booked_candidate_absent_in_one_go(coord, plan):
     )
     sessions.session_freeze_roster(actor=coord, session=session)
     sessions.session_start(actor=coord, session=session)
-    check_in(actor=coord, session=session, ticket_or_id=present.ticket_number)
+    check_in(
+        actor=coord, session=session, ticket_or_id=present.ticket_number, at=desk_time(session)
+    )
     sessions.session_close(actor=coord, session=session)
     present.refresh_from_db()
     missing.refresh_from_db()
@@ -370,6 +374,8 @@ def api_for(user):
 
 
 def test_api_runs_a_small_session_end_to_end(coord, plan, tmp_path):
+    # Dated today: the desk (API) stamps the current time and admits on that date only.
+    today = timezone.localdate()
     api = api_for(coord)
     venue = api.post("/api/v1/venues/", {"name": "太原考点", "address": "迎泽区"}, format="json")
     assert venue.status_code == 201
@@ -380,7 +386,7 @@ def test_api_runs_a_small_session_end_to_end(coord, plan, tmp_path):
         {
             "plan": plan.pk,
             "room": room.json()["id"],
-            "date": "2026-09-15",
+            "date": today.isoformat(),
             "start_time": "09:00",
             "end_time": "11:00",
             "capacity": 5,
@@ -391,7 +397,7 @@ def test_api_runs_a_small_session_end_to_end(coord, plan, tmp_path):
     assert created.status_code == 201
     body = created.json()
     assert (body["code"], body["status"], body["booked"], body["components"]) == (
-        "26091501",
+        f"{today:%y%m%d}01",
         "planned",
         0,
         ["theory", "practical"],
@@ -494,7 +500,7 @@ def test_api_booking_create_cancel_and_misconduct(coord, plan, settings, tmp_pat
 
     settings.MEDIA_ROOT = tmp_path
     api = api_for(coord)
-    session = exam_session(coord, plan)
+    session = exam_session(coord, plan, day=timezone.localdate())  # checked in through the API
     first, second = eligible_case(coord, plan), eligible_case(coord, plan)
     created = api.post("/api/v1/bookings/", {"session": session.pk, "case": first.pk})
     assert created.status_code == 201
