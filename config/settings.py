@@ -196,6 +196,7 @@ SPECTACULAR_SETTINGS = {
         "BookingStatusEnum": "exams.models.BookingStatus",
         "WarningStatusEnum": "exams.models.WarningStatus",
         "ScoreStatusEnum": "exams.models.ScoreStatus",
+        "CertificateStatusEnum": "issuance.models.CertificateStatus",
         "CertificateKindEnum": "cases.models.CertificateKind",
     },
 }

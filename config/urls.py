@@ -7,6 +7,7 @@ api_v1 = [
     path("catalog/", include("catalog.api.urls")),
     path("", include("cases.api.urls")),
     path("", include("exams.api.urls")),
+    path("", include("issuance.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]
@@ -18,5 +19,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include(api_v1)),
     path("exams/", include("exams.urls")),
+    path("", include("issuance.urls")),
     path("", include("cases.urls")),
 ]

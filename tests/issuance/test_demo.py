@@ -1,14 +1,21 @@
+import hashlib
 import json
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.files.storage import default_storage
 from django.core.management import call_command
 
 from cases.models import Candidate, Case, CaseExemption
+from issuance.models import Certificate
+from issuance.pdf import pdf_signature_status
 
 pytestmark = pytest.mark.django_db
 
 
+# Real commits, as in a real run: work dispatched after commit (certificates opened on
+# approval, PDFs rendered on issue) runs when each service's transaction commits.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_demo_drives_cases_through_review_and_ends_with_a_json_summary(capsys):
     call_command("demo", "--candidates", "16", "--seed", "3", "--json")
     last = capsys.readouterr().out.strip().splitlines()[-1]
@@ -17,11 +24,20 @@ def test_demo_drives_cases_through_review_and_ends_with_a_json_summary(capsys):
     assert sum(summary["cases"].values()) == 16
     # Eligible cases went on through the exams stage and were published.
     assert summary["cases"].get("eligible", 0) == 0
-    assert summary["cases"]["passed"] + summary["cases"].get("failed", 0) >= 8
+    assert summary["cases"]["completed"] + summary["cases"].get("failed", 0) >= 8
     assert set(summary) == {"candidates", "cases", "certificates", "pdfs", "seconds"}
+    # Every certificate a passed case earned was issued, each with its signed PDF, and
+    # every passed case completed.
+    assert summary["cases"].get("passed", 0) == 0
+    assert set(summary["certificates"]) == {"issued"}
+    assert summary["pdfs"] == summary["certificates"]["issued"] > summary["cases"]["completed"]
     assert Candidate.objects.count() == 16
     assert CaseExemption.objects.exists()
     call_command("audit_verify")
+    for certificate in Certificate.objects.select_related("issuer"):
+        pdf = default_storage.open(certificate.pdf).read()
+        assert hashlib.sha256(pdf).hexdigest() == certificate.pdf_sha256
+        assert set(pdf_signature_status(pdf, certificate.issuer).values()) == {True}
 
 
 def test_demo_creates_one_account_per_role():

@@ -1,7 +1,7 @@
-"""Build a realistic joint evaluation and drive it through every stage built so far,
-with the real services. Stages: registration and eligibility review (cases), then
-exams (sessions, check-in, double marking, quality review, approval). The issuance
-stage joins here when it is built."""
+"""Build a realistic joint evaluation and drive it through every stage with the real
+services: registration and eligibility review (cases), exams (sessions, check-in,
+double marking, quality review, approval), then issuance (both certificates approved
+and issued by their own issuers, signed PDFs rendered)."""
 
 import json
 import sys
@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from cases import demo as cases_demo
 from cases.models import Case
 from exams import demo as exams_demo
+from issuance import demo as issuance_demo
 
 
 class Command(BaseCommand):
@@ -41,6 +42,12 @@ class Command(BaseCommand):
         result = cases_demo.build(candidates=total, seed=options["seed"], progress=progress)
         self.stderr.write("")
         exams = exams_demo.build(plans=result.plans, seed=options["seed"])
+
+        def issued(done: int) -> None:
+            self.stderr.write(f"\r发证 {done}", ending="")
+
+        issuance = issuance_demo.build(case_ids=result.case_ids, progress=issued)
+        self.stderr.write("")
         seconds = round(time.monotonic() - started, 2)
         cases = cases_demo.case_counts(result.case_ids)
         self.stdout.write(f"plans: {len(result.plans)}, candidates: {result.candidates}")
@@ -50,13 +57,21 @@ class Command(BaseCommand):
         )
         for status, count in cases.items():
             self.stdout.write(f"  cases {status:<10} {count}")
+        certificates = issuance_demo.certificate_counts(result.case_ids)
+        pdfs = issuance_demo.pdf_count(result.case_ids)
+        self.stdout.write(
+            f"issuers: {len(issuance.issuers)}, certificates issued: {issuance.issued}"
+        )
+        for status, count in certificates.items():
+            self.stdout.write(f"  certificates {status:<10} {count}")
+        self.stdout.write(f"  signed PDFs {pdfs}")
         self.stdout.write(f"  took {seconds} s")
         if options["json"]:
             summary = {
                 "candidates": result.candidates,
                 "cases": cases,
-                "certificates": {},
-                "pdfs": 0,
+                "certificates": certificates,
+                "pdfs": pdfs,
                 "seconds": seconds,
             }
             self.stdout.write(json.dumps(summary, ensure_ascii=False))

@@ -1,0 +1,366 @@
+"""Issuance services: open the certificates a passed case earned, approve, refuse, issue,
+revoke (issue 4; DESIGN.md "Issuance in parallel").
+
+Locks: the case row first, then its certificate rows, in primary-key order (STYLE.md
+§2: parent before child). Issuing takes a serial from the issuer's SerialCounter row in
+the same transaction, so a rolled-back issue leaves no gap. The PDF is rendered by a
+Celery task dispatched on commit (issuance.tasks), never under a lock.
+
+The case completes exactly once, when no certificate it owes is still pending or
+approved and at least one is issued: the last issuer (or refuser) does it while holding
+the case lock, so two officers finishing at the same time queue on that lock and the
+second sees the case already completed.
+"""
+
+import logging
+import secrets
+from collections.abc import Iterable
+from datetime import date
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django_fsm import can_proceed
+
+from audit.exceptions import StateConflict
+from audit.services import audit_record, audit_record_many, event_for
+from cases import services as case_services
+from cases.models import Case, CaseStatus, CertificateKind
+from cases.roles import Role, has_role, require_role
+from exams.selectors import certificates_earned
+
+from .models import (
+    Certificate,
+    CertificateStatus,
+    Issuer,
+    IssuerKind,
+    PlanIssuers,
+    is_issuer_officer,
+)
+from .numbering import certificate_number
+
+logger = logging.getLogger(__name__)
+
+OPEN_STATES = (CertificateStatus.PENDING, CertificateStatus.APPROVED)
+
+
+# Issuers -----------------------------------------------------------------------------
+
+
+def issuer_for_user(user) -> Issuer | None:
+    """The issuer an issuer_officer acts for (None for anyone else)."""
+    if not has_role(user, Role.ISSUER_OFFICER):
+        return None
+    officer = getattr(user, "issuer_officer", None)
+    return officer.issuer if officer else None
+
+
+def plan_issuer(plan, kind: str) -> Issuer | None:
+    """Who issues `kind` for `plan`: the plan's PlanIssuers row, else the department of the
+    qualification type in the plan's province (qualification), or the filed institution of
+    that province whose scope covers the plan's occupation and level (skill)."""
+    chosen = PlanIssuers.objects.filter(plan=plan).select_related(
+        "qualification_issuer", "skill_issuer"
+    )
+    chosen = chosen.first()
+    if chosen is not None:
+        return (
+            chosen.qualification_issuer
+            if kind == CertificateKind.QUALIFICATION
+            else (chosen.skill_issuer)
+        )
+    if kind == CertificateKind.QUALIFICATION:
+        return (
+            Issuer.objects.filter(
+                kind=IssuerKind.DEPARTMENT,
+                department_id=plan.qualification_type.department_id,
+                province=plan.province,
+            )
+            .order_by("code")
+            .first()
+        )
+    return (
+        Issuer.objects.filter(
+            kind=IssuerKind.INSTITUTION,
+            province=plan.province,
+            scopes__occupation_id=plan.occupation_id,
+            scopes__level=plan.level,
+        )
+        .order_by("code")
+        .first()
+    )
+
+
+# Opening -----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def certificates_open(*, case_ids: Iterable[int], actor=None) -> list[Certificate]:
+    """Create the pending certificates of passed cases: one per certificate kind the case
+    earned in its latest attempt (exams.selectors.certificates_earned), with a snapshot
+    of the holder's name and ID number. Idempotent: a (case, kind) that already has a
+    certificate is skipped (the unique constraint backs it). Locks the cases. A kind
+    without an issuer is skipped (logged), to be opened by the sweep once an issuer is
+    configured. Returns the certificates created."""
+    # Locking the cases serialises two openers of the same case (the sweep and the
+    # approval hook): the second sees the first's certificates in `have`.
+    cases = list(
+        Case.objects.select_for_update(of=("self",))
+        .filter(pk__in=list(case_ids), status=CaseStatus.PASSED)
+        .select_related("candidate", "plan__qualification_type")
+        .order_by("pk")
+    )
+    earned = certificates_earned([case.pk for case in cases])
+    have = set(Certificate.objects.filter(case__in=cases).values_list("case_id", "kind"))
+    issuers: dict[tuple[int, str], Issuer | None] = {}
+    new: list[Certificate] = []
+    unassigned: set[tuple[int, str]] = set()
+    for case in cases:
+        plan = case.plan
+        for kind in sorted(earned.get(case.pk, ())):
+            if (case.pk, kind) in have:
+                continue
+            if (plan.pk, kind) not in issuers:
+                issuers[(plan.pk, kind)] = plan_issuer(plan, kind)
+            issuer = issuers[(plan.pk, kind)]
+            if issuer is None:
+                unassigned.add((plan.pk, kind))
+                continue
+            skill = kind == CertificateKind.SKILL
+            new.append(
+                Certificate(
+                    case=case,
+                    kind=kind,
+                    issuer=issuer,
+                    qualification_type=None if skill else plan.qualification_type,
+                    occupation_id=plan.occupation_id,
+                    level=plan.level if skill else None,
+                    holder_name=case.candidate.name,
+                    holder_id_number=case.candidate.id_number,
+                )
+            )
+    opened = Certificate.objects.bulk_create(new)
+    audit_record_many(
+        actor=actor,
+        events=[
+            event_for(c, "certificate.open", to_state=c.status, reason="考核合格，生成待发证书")
+            for c in opened
+        ],
+    )
+    for plan_id, kind in sorted(unassigned):
+        logger.warning(
+            "plan %s has no issuer for %s certificates; left to the sweep", plan_id, kind
+        )
+    return opened
+
+
+def passed_cases_without_certificates(limit: int = 1000) -> list[int]:
+    """Passed cases that have no certificate yet (the sweep's outbox)."""
+    return list(
+        Case.objects.filter(status=CaseStatus.PASSED, certificates__isnull=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+# Transitions -------------------------------------------------------------------------
+
+
+def _locked(certificate: Certificate, actor, name: str) -> Certificate:
+    """Lock the case, then the certificate; check role, issuer scope and state."""
+    require_role(actor, Role.ISSUER_OFFICER)
+    Case.objects.select_for_update().filter(pk=certificate.case_id).values_list("pk").get()
+    locked = (
+        Certificate.objects.select_for_update(of=("self",))
+        .select_related("issuer", "qualification_type__department", "occupation", "case")
+        .get(pk=certificate.pk)
+    )
+    # Scope before state: another issuer's officer learns nothing about the certificate.
+    if not is_issuer_officer(locked, actor):
+        raise PermissionDenied("只能办理本机构的证书")
+    method = getattr(locked, name)
+    if not can_proceed(method):
+        target = next(
+            (t.target for t in locked.get_all_status_transitions() if t.name == name), None
+        )
+        label = CertificateStatus(target).label if target else name
+        raise StateConflict(
+            f"证书当前状态为「{locked.get_status_display()}」，不能变为「{label}」",
+            current_state=locked.status,
+            target_state=target,
+        )
+    return locked
+
+
+def _audit(actor, certificate: Certificate, name: str, from_state: str, reason="", changes=None):
+    audit_record(
+        actor=actor,
+        instance=certificate,
+        action=f"certificate.{name}",
+        from_state=from_state,
+        to_state=certificate.status,
+        reason=reason,
+        changes=changes or {},
+    )
+
+
+def _required(value: str, field: str, message: str) -> str:
+    value = (value or "").strip()
+    if not value:
+        raise ValidationError({field: [message]})
+    return value
+
+
+def _complete_case_if_settled(actor, case_id: int) -> bool:
+    """Complete the (already locked) case when none of its certificates is still open
+    and at least one was issued. True when this call completed it."""
+    states = set(Certificate.objects.filter(case_id=case_id).values_list("status", flat=True))
+    if states & set(OPEN_STATES) or CertificateStatus.ISSUED not in states:
+        return False
+    case = Case.objects.get(pk=case_id)
+    if case.status != CaseStatus.PASSED:
+        return False
+    case_services.case_complete(actor=actor, case=case)
+    return True
+
+
+def _approve(actor, certificate: Certificate) -> Certificate:
+    certificate = _locked(certificate, actor, "approve")
+    from_state = certificate.status
+    certificate.approve(by=actor, at=timezone.now())
+    certificate.save()
+    _audit(actor, certificate, "approve", from_state)
+    return certificate
+
+
+@transaction.atomic(durable=True)
+def certificate_approve(*, actor, certificate: Certificate) -> Certificate:
+    """pending -> approved by an officer of the certificate's issuer (403 otherwise,
+    409 from another state). Locks case then certificate."""
+    return _approve(actor, certificate)
+
+
+def _issue(actor, certificate: Certificate, on: date) -> Certificate:
+    certificate = _locked(certificate, actor, "issue")
+    problem = certificate.issuer.filing_problem(on, certificate.occupation_id, certificate.level)
+    if problem:
+        raise ValidationError({"issuer": [problem]})
+    from_state = certificate.status
+    if certificate.kind == CertificateKind.SKILL:
+        valid_until, review_due = None, None  # 职业技能等级证书 has no fixed expiry
+    else:
+        qtype = certificate.qualification_type
+        valid_until, review_due = qtype.expiry_for(on), qtype.review_due_for(on)
+    certificate.issue(
+        by=actor,
+        at=timezone.now(),
+        number=certificate_number(certificate, on),
+        # 96 random bits, URL-safe: the QR link cannot be guessed (issue 4: ≥ 64 bits).
+        verification_code=secrets.token_urlsafe(12),
+        issued_on=on,
+        valid_until=valid_until,
+        review_due=review_due,
+    )
+    certificate.save()
+    _audit(
+        actor,
+        certificate,
+        "issue",
+        from_state,
+        changes={"number": {"before": None, "after": certificate.masked_number}},
+    )
+    _complete_case_if_settled(actor, certificate.case_id)
+    return certificate
+
+
+RENDER_BATCH = 50
+
+
+def _dispatch_render(certificate_ids: list[int]) -> None:
+    """One task per certificate when issued one by one; batches of RENDER_BATCH as one
+    WeasyPrint document each when issued in batch (several times faster per PDF)."""
+    from .tasks import certificate_render, certificates_render
+
+    if len(certificate_ids) == 1:
+        certificate_render.delay(certificate_ids[0])
+        return
+    for start in range(0, len(certificate_ids), RENDER_BATCH):
+        certificates_render.delay(certificate_ids[start : start + RENDER_BATCH])
+
+
+@transaction.atomic(durable=True)
+def certificate_issue(*, actor, certificate: Certificate, on: date | None = None) -> Certificate:
+    """approved -> issued: checks the institution's filing (status, dates, scope) on the
+    issue date, assigns the number (gap-free serial) and a random verification code,
+    the validity and review dates from the type, and completes the case when this was
+    the last open certificate. Issuing again is a 409 and takes no number. Renders the
+    PDF after commit (issuance.tasks.certificate_render)."""
+    certificate = _issue(actor, certificate, on or timezone.localdate())
+    transaction.on_commit(lambda: _dispatch_render([certificate.pk]))
+    return certificate
+
+
+@transaction.atomic(durable=True)
+def certificate_refuse(*, actor, certificate: Certificate, reason: str) -> Certificate:
+    """pending/approved -> refused with a reason. May complete the case when the other
+    certificate was issued (the refused one is no longer owed)."""
+    reason = _required(reason, "reason", "请填写不予发证的理由")
+    certificate = _locked(certificate, actor, "refuse")
+    from_state = certificate.status
+    certificate.refuse(reason=reason)
+    certificate.save()
+    _audit(actor, certificate, "refuse", from_state, reason=reason)
+    _complete_case_if_settled(actor, certificate.case_id)
+    return certificate
+
+
+@transaction.atomic(durable=True)
+def certificate_revoke(
+    *, actor, certificate: Certificate, reason: str, on: date | None = None
+) -> Certificate:
+    """issued -> revoked with a reason; the public verification shows it at once. The
+    case's other certificate is not touched."""
+    reason = _required(reason, "reason", "请填写撤销理由")
+    certificate = _locked(certificate, actor, "revoke")
+    from_state = certificate.status
+    certificate.revoke(reason=reason, on=on or timezone.localdate())
+    certificate.save()
+    _audit(actor, certificate, "revoke", from_state, reason=reason)
+    return certificate
+
+
+def _batch(actor, certificates, step) -> list[Certificate]:
+    done = []
+    for certificate in sorted(certificates, key=lambda c: (c.case_id, c.pk)):
+        try:
+            done.append(step(certificate))
+        except (ValidationError, StateConflict, PermissionDenied) as exc:
+            # Name the certificate so the officer sees which one stopped the batch.
+            raise type(exc)(
+                f"证书 #{certificate.pk}（{certificate.masked_name}）：{_message(exc)}"
+            ) from exc
+    return done
+
+
+def _message(exc) -> str:
+    if isinstance(exc, ValidationError):
+        return "；".join(exc.messages)
+    return str(exc)
+
+
+@transaction.atomic(durable=True)
+def certificates_approve(*, actor, certificates: list[Certificate]) -> list[Certificate]:
+    """Approve several certificates in one transaction: all or none."""
+    return _batch(actor, certificates, lambda c: _approve(actor, c))
+
+
+@transaction.atomic(durable=True)
+def certificates_issue(
+    *, actor, certificates: list[Certificate], on: date | None = None
+) -> list[Certificate]:
+    """Issue several approved certificates in one transaction: all or none, serials in
+    case order."""
+    on = on or timezone.localdate()
+    issued = _batch(actor, certificates, lambda c: _issue(actor, c, on))
+    transaction.on_commit(lambda: _dispatch_render([c.pk for c in issued]))
+    return issued
