@@ -426,7 +426,9 @@ def _locked_case(case: Case, actor, name: str, roles=(Role.COORDINATOR,)) -> Cas
     """Re-read the case under a row lock and check the actor may take `name` from here."""
     require_role(actor, *roles)
     locked = (
-        Case.objects.select_for_update()
+        # Only the case row: locking the joined plan and type rows would serialise
+        # every case of a type and invert the lock order of issuance (case, audit).
+        Case.objects.select_for_update(of=("self",))
         .select_related("candidate", "plan__qualification_type", "plan__occupation")
         .get(pk=case.pk)
     )

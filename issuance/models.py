@@ -309,7 +309,8 @@ class Certificate(ConcurrentTransitionMixin, models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.type_label} {self.number or '（未编号）'}"
+        # Masked: MEM numbers embed the ID, and this lands in audit and admin titles.
+        return f"{self.type_label} {self.masked_number or '（未编号）'}"
 
     def get_absolute_url(self) -> str:
         return reverse("issuance:certificate-detail", args=[self.pk])

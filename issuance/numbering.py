@@ -90,10 +90,14 @@ def certificate_number(certificate: Certificate, on: date) -> str:
             series = _series(issuer, qtype.code)
             if not issuer.city_letter:
                 raise ValidationError({"issuer": [f"{issuer.name}未设置城市代码字母"]})
+            # 建筑电工 is category 01 everywhere; other types' categories are set per province.
+            category = series.category or ("01" if qtype.code == "MOHURD-ELEC" else "")
+            if not category:
+                raise ValidationError({"issuer": [f"{issuer.name}未配置「{qtype.code}」的类别码"]})
             serial = next_serial(issuer, qtype.code, f"{on:%Y}")
             number = (
                 f"{PROVINCE_ABBREVIATIONS[issuer.province]}{issuer.city_letter}"
-                f"{series.category or '01'}{on:%Y}{_serial(serial, 6, qtype.name)}"
+                f"{category}{on:%Y}{_serial(serial, 6, qtype.name)}"
             )
         else:
             series = _series(issuer, qtype.code)

@@ -19,6 +19,7 @@ from datetime import date
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Count
 from django.utils import timezone
 from django_fsm import can_proceed
 
@@ -155,12 +156,18 @@ def certificates_open(*, case_ids: Iterable[int], actor=None) -> list[Certificat
 
 
 def passed_cases_without_certificates(limit: int = 1000) -> list[int]:
-    """Passed cases that have no certificate yet (the sweep's outbox)."""
-    return list(
-        Case.objects.filter(status=CaseStatus.PASSED, certificates__isnull=True)
+    """Passed cases missing a certificate of a kind they earned (the sweep's outbox):
+    none opened yet, or one kind skipped for want of an issuer."""
+    candidates = list(
+        Case.objects.filter(status=CaseStatus.PASSED)
+        .annotate(opened=Count("certificates"))
         .order_by("pk")
-        .values_list("pk", flat=True)[:limit]
+        .values_list("pk", "opened")
     )
+    short = [pk for pk, opened in candidates if opened < 2]
+    earned = certificates_earned(short)
+    opened = dict(candidates)
+    return [pk for pk in short if len(earned[pk]) > opened[pk]][:limit]
 
 
 # Transitions -------------------------------------------------------------------------
@@ -214,8 +221,12 @@ def _required(value: str, field: str, message: str) -> str:
 def _complete_case_if_settled(actor, case_id: int) -> bool:
     """Complete the (already locked) case when none of its certificates is still open
     and at least one was issued. True when this call completed it."""
-    states = set(Certificate.objects.filter(case_id=case_id).values_list("status", flat=True))
+    rows = list(Certificate.objects.filter(case_id=case_id).values_list("kind", "status"))
+    states = {status for _, status in rows}
     if states & set(OPEN_STATES) or CertificateStatus.ISSUED not in states:
+        return False
+    # A certificate earned but not opened yet (no issuer then) is still owed.
+    if not certificates_earned([case_id])[case_id] <= {kind for kind, _ in rows}:
         return False
     case = Case.objects.get(pk=case_id)
     if case.status != CaseStatus.PASSED:
@@ -330,6 +341,16 @@ def certificate_revoke(
 
 
 def _batch(actor, certificates, step) -> list[Certificate]:
+    # Lock every case of the batch first, in primary-key order: taking them one by one
+    # after the first certificate's audit event (chain head lock) would invert the lock
+    # order of a single transition on the next case, and deadlock.
+    require_role(actor, Role.ISSUER_OFFICER)
+    list(
+        Case.objects.select_for_update()
+        .filter(pk__in={c.case_id for c in certificates})
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
     done = []
     for certificate in sorted(certificates, key=lambda c: (c.case_id, c.pk)):
         try:

@@ -18,32 +18,12 @@ from issuance.models import Certificate, CertificateStatus, SerialCounter
 from issuance.pdf import certificate_pdf_store, pdf_signature_status
 from tests.cases.factories import UserFactory
 
-from .factories import BOTH, department, institution, officer, passed_cases
+from .factories import BOTH, passed_cases
 
 pytestmark = pytest.mark.django_db
 
 ON = date(2026, 11, 20)
 URL = "/api/v1/certificates/"
-
-
-@pytest.fixture
-def mem():
-    return department()
-
-
-@pytest.fixture
-def inst():
-    return institution()
-
-
-@pytest.fixture
-def mem_officer(mem):
-    return officer(mem, "mem-officer")
-
-
-@pytest.fixture
-def inst_officer(inst):
-    return officer(inst, "inst-officer")
 
 
 @pytest.fixture

@@ -25,31 +25,11 @@ from issuance.models import (
 from issuance.numbering import certificate_number
 from tests.cases.factories import PlanFactory, UserFactory
 
-from .factories import BOTH, NEITHER, SKILL_ONLY, department, institution, officer, passed_cases
+from .factories import BOTH, NEITHER, SKILL_ONLY, department, institution, passed_cases
 
 pytestmark = pytest.mark.django_db
 
 ON = date(2026, 11, 20)
-
-
-@pytest.fixture
-def mem():
-    return department()
-
-
-@pytest.fixture
-def inst():
-    return institution()
-
-
-@pytest.fixture
-def mem_officer(mem):
-    return officer(mem, "mem-officer")
-
-
-@pytest.fixture
-def inst_officer(inst):
-    return officer(inst, "inst-officer")
 
 
 def status(obj):
@@ -98,12 +78,17 @@ def test_opening_twice_creates_nothing_more(mem, inst):
     assert AuditEvent.objects.filter(action="certificate.open").count() == 2
 
 
-def test_a_kind_without_an_issuer_waits_for_the_sweep(mem):
+def test_a_kind_without_an_issuer_waits_for_the_sweep(mem, mem_officer):
     (case,) = passed_cases((BOTH,))
-    assert [c.kind for c in services.certificates_open(case_ids=[case.pk])] == ["qualification"]
+    (qualification,) = services.certificates_open(case_ids=[case.pk])
+    assert qualification.kind == "qualification"
+    assert services.passed_cases_without_certificates() == [case.pk]
+    # The skill-level certificate is still owed: issuing the other does not complete.
+    approve_issue(mem_officer, qualification)
+    assert status(case) == CaseStatus.PASSED
     institution()
-    assert services.passed_cases_without_certificates() == []  # it has one certificate
     assert [c.kind for c in services.certificates_open(case_ids=[case.pk])] == ["skill"]
+    assert services.passed_cases_without_certificates() == []
 
 
 def test_the_plan_may_name_its_issuers(mem, inst):
@@ -235,6 +220,13 @@ def test_mohurd_numbers_follow_the_provincial_format():
     second = certificate_number(_unsaved(issuer, "MOHURD-WELD"), ON)
     assert (first, second) == ("晋A012026000001", "晋A022026000001")
     assert len(first) == 14
+
+
+def test_a_mohurd_type_other_than_electrician_needs_its_category():
+    issuer = department(code="mohurd-14a", dept="mohurd", city_letter="A", name="太原市住建局")
+    NumberSeries.objects.filter(issuer=issuer, type_code="MOHURD-WELD").update(category="")
+    with pytest.raises(ValidationError, match="未配置「MOHURD-WELD」的类别码"):
+        certificate_number(_unsaved(issuer, "MOHURD-WELD"), ON)
 
 
 def test_samr_numbers_use_the_configured_series():
