@@ -284,12 +284,10 @@ class Certificate(ConcurrentTransitionMixin, models.Model):
         verbose_name_plural = "证书"
         constraints = [
             models.UniqueConstraint(fields=["case", "kind"], name="one_certificate_per_case_kind"),
-            # MEM numbers are "T" + the holder's ID: unique per type, not across types.
-            models.UniqueConstraint(
-                fields=["qualification_type", "number"],
-                condition=Q(kind="qualification", number__isnull=False),
-                name="qualification_number_unique_per_type",
-            ),
+            # No unique constraint on qualification numbers: MEM numbers are "T" + the
+            # holder's ID, the same on a certificate re-issued after revocation or
+            # expiry (issuance.services refuses a second valid one); serial-based
+            # numbers are unique by their SerialCounter.
             models.UniqueConstraint(
                 fields=["number"],
                 condition=Q(kind="skill", number__isnull=False),

@@ -13,12 +13,14 @@ The holder's full ID number is printed: this is the holder's own certificate (th
 public verification page masks it, DESIGN.md).
 """
 
+import asyncio
 import base64
 import hashlib
 import io
 import logging
 import re
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from html import escape
 from math import radians
 
@@ -257,8 +259,20 @@ def sign_pdf(pdf: bytes, issuer) -> bytes:
         docmdp_permissions=fields.MDPPerm.NO_CHANGES,
     )
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
-    output = signers.PdfSigner(meta, signer=signer_for(issuer)).sign_pdf(writer)
-    return output.getvalue()
+    signer = signers.PdfSigner(meta, signer=signer_for(issuer))
+    return _outside_event_loop(lambda: signer.sign_pdf(writer).getvalue())
+
+
+def _outside_event_loop(call):
+    """pyHanko's synchronous API runs asyncio.run(), which refuses to start inside a
+    thread with a running event loop (an ASGI server, Playwright's sync API in the
+    test run): then run `call` in a short-lived helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return call()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(call).result()
 
 
 def pdf_signature_status(pdf: bytes, issuer) -> dict[str, bool]:
@@ -272,7 +286,7 @@ def pdf_signature_status(pdf: bytes, issuer) -> dict[str, bool]:
         signatures = PdfFileReader(io.BytesIO(pdf), strict=False).embedded_signatures
         if not signatures:
             return {"intact": False, "valid": False, "trusted": False}
-        status = validate_pdf_signature(signatures[-1], context)
+        status = _outside_event_loop(lambda: validate_pdf_signature(signatures[-1], context))
     except (PdfError, ValueError, KeyError) as exc:
         logger.info("unreadable signed PDF: %s", exc)
         return {"intact": False, "valid": False, "trusted": False}

@@ -19,7 +19,7 @@ from datetime import date
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 from django_fsm import can_proceed
 
@@ -262,10 +262,12 @@ def _issue(actor, certificate: Certificate, on: date) -> Certificate:
     else:
         qtype = certificate.qualification_type
         valid_until, review_due = qtype.expiry_for(on), qtype.review_due_for(on)
+    number = certificate_number(certificate, on)
+    _refuse_second_valid(certificate, number, on)
     certificate.issue(
         by=actor,
         at=timezone.now(),
-        number=certificate_number(certificate, on),
+        number=number,
         # 96 random bits, URL-safe: the QR link cannot be guessed (issue 4: ≥ 64 bits).
         verification_code=secrets.token_urlsafe(12),
         issued_on=on,
@@ -282,6 +284,33 @@ def _issue(actor, certificate: Certificate, on: date) -> Certificate:
     )
     _complete_case_if_settled(actor, certificate.case_id)
     return certificate
+
+
+def _refuse_second_valid(certificate: Certificate, number: str, on: date) -> None:
+    """A MEM number is "T" + the holder's ID: a re-issue after revocation or expiry
+    repeats it, but a second certificate of the type while one is still valid would
+    make the number ambiguous (the holder needs a review, not a new certificate)."""
+    if certificate.kind != CertificateKind.QUALIFICATION:
+        return
+    current = (
+        Certificate.objects.filter(
+            qualification_type_id=certificate.qualification_type_id,
+            number=number,
+            status=CertificateStatus.ISSUED,
+        )
+        .exclude(pk=certificate.pk)
+        .filter(Q(valid_until__isnull=True) | Q(valid_until__gte=on))
+        .first()
+    )
+    if current is not None:
+        raise ValidationError(
+            {
+                "number": [
+                    f"持证人已持有有效的同类证书（编号 {current.masked_number}，"
+                    f"有效期至 {current.valid_until}）"
+                ]
+            }
+        )
 
 
 RENDER_BATCH = 50
@@ -357,9 +386,10 @@ def _batch(actor, certificates, step) -> list[Certificate]:
             done.append(step(certificate))
         except (ValidationError, StateConflict, PermissionDenied) as exc:
             # Name the certificate so the officer sees which one stopped the batch.
-            raise type(exc)(
-                f"证书 #{certificate.pk}（{certificate.masked_name}）：{_message(exc)}"
-            ) from exc
+            # Name the certificate so the officer sees which one stopped the batch; not
+            # the holder of another issuer's certificate.
+            who = "" if isinstance(exc, PermissionDenied) else f"（{certificate.masked_name}）"
+            raise type(exc)(f"证书 #{certificate.pk}{who}：{_message(exc)}") from exc
     return done
 
 

@@ -322,3 +322,25 @@ def test_the_sweep_opens_certificates_the_hook_missed(mem, inst):
     assert services.passed_cases_without_certificates() == [case.pk]
     assert certificates_open_sweep() == 1
     assert certificates_open_sweep() == 0
+
+
+def test_a_mem_certificate_is_reissued_with_the_same_number_after_revocation(mem_officer):
+    plan = PlanFactory()
+    (first_case,) = passed_cases((BOTH,), plan=plan)
+    first = approve_issue(mem_officer, opened([first_case])[(first_case.pk, "qualification")])
+    # The same holder (by ID number) earns the type again on a later case.
+    second = Certificate.objects.create(
+        case=passed_cases((BOTH,))[0],
+        kind="qualification",
+        issuer=first.issuer,
+        qualification_type=first.qualification_type,
+        occupation=first.occupation,
+        holder_name=first.holder_name,
+        holder_id_number=first.holder_id_number,
+    )
+    services.certificate_approve(actor=mem_officer, certificate=second)
+    with pytest.raises(ValidationError, match="持证人已持有有效的同类证书"):
+        services.certificate_issue(actor=mem_officer, certificate=second, on=ON)
+    services.certificate_revoke(actor=mem_officer, certificate=first, reason="注销后重新申领")
+    reissued = services.certificate_issue(actor=mem_officer, certificate=second, on=ON)
+    assert reissued.number == first.number
