@@ -10,7 +10,7 @@ PORT ?= 8000
 DEV_ENV := DEBUG=$${DEBUG:-1} SECRET_KEY=$${SECRET_KEY:-development-only-insecure-key}
 TEST_ENV := SECRET_KEY=$${SECRET_KEY:-test-only-insecure-key} DJANGO_ALLOW_ASYNC_UNSAFE=true
 
-.PHONY: run test lint format deps debs bench demo migrate clean
+.PHONY: run test lint format deps debs bench demo migrate clean smoke
 
 run: deps debs
 	$(DEV_ENV) $(PY) manage.py migrate --no-input
@@ -32,6 +32,11 @@ format: deps
 
 bench: deps debs
 	$(TEST_ENV) $(PY) -m bench
+
+# The production stack on loopback (gunicorn, two Celery workers, beat) against the
+# machine's PostgreSQL and Redis, driven through HTTP from registration to verification.
+smoke: deps debs
+	deploy/smoke.sh
 
 # Python: a venv with the project's pinned ranges, reinstalled when pyproject changes.
 deps: $(VENV)/.installed

@@ -1,7 +1,10 @@
 """Registration and eligibility review: every write to candidates, held certificates
 and cases goes through here, in one transaction with its audit event."""
 
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -10,7 +13,7 @@ from django_fsm import can_proceed
 
 from audit.exceptions import StateConflict
 from audit.masking import mask_ids_in
-from audit.services import audit_record, audit_record_many, diff, event_for, snapshot
+from audit.services import Event, audit_record, audit_record_many, diff, event_for, snapshot
 from catalog.models import Component, Occupation, QualificationType, RecognitionRule
 
 from .eligibility import evaluate
@@ -432,18 +435,19 @@ def _locked_case(case: Case, actor, name: str, roles=(Role.COORDINATOR,)) -> Cas
         .select_related("candidate", "plan__qualification_type", "plan__occupation")
         .get(pk=case.pk)
     )
-    method = getattr(locked, name)
-    if not can_proceed(method, check_conditions=False):
-        target = next(
-            (t.target for t in locked.get_all_status_transitions() if t.name == name), None
-        )
-        target_label = CaseStatus(target).label if target else name
-        raise StateConflict(
-            f"案件当前状态为「{locked.get_status_display()}」，不能变为「{target_label}」",
-            current_state=locked.status,
-            target_state=target,
-        )
+    if not can_proceed(getattr(locked, name), check_conditions=False):
+        raise _conflict(locked, name, "案件")
     return locked
+
+
+def _conflict(case: Case, name: str, noun: str) -> StateConflict:
+    target = next((t.target for t in case.get_all_status_transitions() if t.name == name), None)
+    target_label = CaseStatus(target).label if target else name
+    return StateConflict(
+        f"{noun}当前状态为「{case.get_status_display()}」，不能变为「{target_label}」",
+        current_state=case.status,
+        target_state=target,
+    )
 
 
 def _require_reason(reason: str) -> str:
@@ -483,6 +487,16 @@ def case_submit(*, actor, case: Case, on: date | None = None) -> Case:
     case.exemptions.all().delete()
     rules = {r.row: r for r in RecognitionRule.objects.filter(row__in=result.recognition.rows)}
     components = {c.code: c for c in Component.objects.all()}
+    exemptions = _exemptions(case, result, rules, components)
+    CaseExemption.objects.bulk_create(exemptions)
+    _snapshot_recognition(case, result)
+    case.submit(application_date=on)
+    return _finish(case, actor, "submit", from_state, changes=_submit_changes(case, exemptions))
+
+
+def _exemptions(case: Case, result, rules: dict, components: dict) -> list[CaseExemption]:
+    """The exemption rows `result` (an eligibility evaluation) earns `case`: one per
+    component, from the first matching rule row."""
     seen = set()
     exemptions = []
     for match in result.recognition.matches:
@@ -500,7 +514,11 @@ def case_submit(*, actor, case: Case, on: date | None = None) -> Case:
                     source=match.source,
                 )
             )
-    CaseExemption.objects.bulk_create(exemptions)
+    return exemptions
+
+
+def _snapshot_recognition(case: Case, result) -> None:
+    """Record on `case` the equivalence and the certificates that earned nothing."""
     equivalence = next(
         (e for e in result.recognition.equivalences if e.occupation == case.plan.occupation.code),
         None,
@@ -512,24 +530,20 @@ def case_submit(*, actor, case: Case, on: date | None = None) -> Case:
         {"held_certificate": n.ref, "type": n.held_code, "reason": n.reason}
         for n in result.not_counted
     ]
-    case.submit(application_date=on)
-    return _finish(
-        case,
-        actor,
-        "submit",
-        from_state,
-        changes={
-            "exempt": {
-                "before": None,
-                "after": [
-                    {"component": e.component.code, "row": e.row, "basis": e.basis_id}
-                    for e in exemptions
-                ],
-            },
-            "equivalent_level": {"before": None, "after": case.equivalent_level},
-            "not_counted": {"before": None, "after": case.not_counted},
+
+
+def _submit_changes(case: Case, exemptions: list[CaseExemption]) -> dict:
+    return {
+        "exempt": {
+            "before": None,
+            "after": [
+                {"component": e.component.code, "row": e.row, "basis": e.basis_id}
+                for e in exemptions
+            ],
         },
-    )
+        "equivalent_level": {"before": None, "after": case.equivalent_level},
+        "not_counted": {"before": None, "after": case.not_counted},
+    }
 
 
 @transaction.atomic(durable=True)
@@ -694,3 +708,549 @@ def case_retake(*, actor, case: Case, on: date | None = None) -> Case:
     from_state = case.status
     case.retake()
     return _finish(case, actor, "retake", from_state)
+
+
+# Batches ------------------------------------------------------------------------------
+# Batch paths for batch actions (bulk registration, the review queue, exams' allocation,
+# check-in lists and session approval, issuance batches). Each takes the same checks
+# and transitions as its single service, locks its cases in one query ordered by
+# primary key (never one lock round trip per case), and writes one audit event per
+# changed object with a single audit_record_many call.
+
+
+@dataclass
+class Registration:
+    """One candidate for `candidates_register`: `candidate_create`'s fields, an optional
+    photo upload and work years, and the certificates held (each a dict of
+    `held_certificate_create`'s keyword arguments, without actor and candidate)."""
+
+    id_number: str
+    name: str
+    phone: str
+    education: str
+    photo: Any = None
+    work_years: dict[str, object] = field(default_factory=dict)
+    held: list[dict] = field(default_factory=list)
+
+
+def _batch_error(errors: list[str]) -> ValidationError:
+    return ValidationError({"registrations": errors})
+
+
+def candidates_register(*, actor, registrations: list[Registration]) -> list[Candidate]:
+    """Register many candidates with their work years and held certificates, or none:
+    every registration is checked by the rules of `candidate_create` and
+    `held_certificate_create` (ID number, field rules, work years, certificate number
+    format and holder, duplicates within the batch and in the database, found with a
+    few IN queries), and any problem refuses the whole batch with a ValidationError on
+    `registrations` listing each one as "第 n 名：…". Photos are stored first, outside
+    the transaction, and removed again if the batch fails. Inserts in bulk in one
+    durable transaction; audited like the single services (`candidate.create` with the
+    work years, `held_certificate.create`). Not idempotent: a second call with the same
+    ID numbers is refused. Returns the candidates in the order given."""
+    require_role(actor, Role.COORDINATOR)
+    stored: list[str] = []
+    try:
+        errors = []
+        for index, registration in enumerate(registrations, start=1):
+            try:
+                stored.append(photo_store(registration.photo) if registration.photo else "")
+            except ValidationError as exc:
+                stored.append("")
+                errors += [f"第 {index} 名：{m}" for m in exc.messages]
+        if errors:
+            raise _batch_error(errors)
+        return _candidates_register(actor=actor, registrations=registrations, photos=stored)
+    except BaseException:
+        for name in stored:
+            photo_discard(name)
+        raise
+
+
+def _held_for(
+    actor, candidate: Candidate, fields: dict, qtypes: dict[str, QualificationType], now
+) -> HeldCertificate:
+    """A held certificate built and checked as `held_certificate_create` does, without
+    the queries: the type comes from `qtypes` and foreign keys are not re-validated."""
+    fields = dict(fields)
+    value = fields.pop("qualification_type")
+    code = value.code if isinstance(value, QualificationType) else value
+    qtype = qtypes.get(code)
+    if qtype is None:
+        raise ValidationError({"qualification_type": [f"未知的证书类型代码：{code}"]})
+    number = (fields.pop("number", "") or "").strip().upper()
+    problems = held_certificate_problems(candidate, qtype, number)
+    if problems:
+        raise ValidationError({"number": problems})
+    issue_date = fields.get("issue_date")
+    if fields.get("expiry_date") is None and issue_date:
+        fields["expiry_date"] = qtype.expiry_for(issue_date)
+    fields["issuer_name"] = (fields.get("issuer_name") or "").strip()
+    held = HeldCertificate(candidate=candidate, qualification_type=qtype, number=number, **fields)
+    if held.verification != Verification.UNVERIFIED:
+        held.verified_by, held.verified_at = actor, now
+    held.full_clean(
+        exclude=["candidate", "qualification_type", "verified_by"], validate_unique=False
+    )
+    return held
+
+
+@transaction.atomic(durable=True)
+def _candidates_register(
+    *, actor, registrations: list[Registration], photos: list[str]
+) -> list[Candidate]:
+    codes = {
+        h["qualification_type"].code
+        if isinstance(h["qualification_type"], QualificationType)
+        else h["qualification_type"]
+        for r in registrations
+        for h in r.held
+    }
+    qtypes = {q.code: q for q in QualificationType.objects.filter(code__in=codes)}
+    wanted = {code for r in registrations for code in r.work_years}
+    occupations = {o.code: o for o in Occupation.objects.filter(code__in=wanted)}
+    now = timezone.now()
+    errors: list[str] = []
+    candidates: list[Candidate] = []
+    work: list[WorkExperience] = []
+    held: list[list[HeldCertificate]] = []
+    first_row: dict[str, int] = {}
+    numbers: dict[tuple[int, str], int] = {}
+    for index, (registration, photo) in enumerate(zip(registrations, photos, strict=True), 1):
+        problems: list[str] = []
+        # Fields the ID number decides are not checked again when it is invalid.
+        exclude = ["photo", "created_by"]
+        try:
+            number, birth, sex = _identity(registration.id_number, None, None)
+        except ValidationError as exc:
+            problems += exc.messages
+            number, birth, sex = registration.id_number, None, ""
+            exclude += ["id_number", "birth_date", "sex"]
+        candidate = Candidate(
+            id_number=number,
+            name=(registration.name or "").strip(),
+            sex=sex,
+            birth_date=birth,
+            phone=(registration.phone or "").strip(),
+            education=registration.education,
+            photo=photo,
+            created_by=actor,
+        )
+        try:
+            # The actor is a fetched user: re-validating the foreign key is a query per row.
+            candidate.full_clean(exclude=exclude, validate_unique=False)
+        except ValidationError as exc:
+            problems += exc.messages
+        if first_row.setdefault(number, index) != index:
+            problems.append(f"身份证号码与第 {first_row[number]} 名重复")
+        unknown = sorted(set(registration.work_years) - set(occupations))
+        if unknown:
+            problems.append(f"未知的职业编码：{', '.join(unknown)}")
+        for code, years in registration.work_years.items():
+            if code not in occupations:
+                continue
+            row = WorkExperience(candidate=candidate, occupation=occupations[code], years=years)
+            try:
+                row.full_clean(exclude=["candidate", "occupation"], validate_unique=False)
+            except ValidationError as exc:
+                problems += [f"{code}：{m}" for m in exc.messages]
+            work.append(row)
+        certificates = []
+        for fields in registration.held:
+            try:
+                certificate = _held_for(actor, candidate, fields, qtypes, now)
+            except ValidationError as exc:
+                problems += exc.messages
+                continue
+            key = (certificate.qualification_type_id, certificate.number)
+            if numbers.setdefault(key, index) != index:
+                problems.append(
+                    f"证书编号 {mask_ids_in(certificate.number)} 与第 {numbers[key]} 名重复"
+                )
+            certificates.append(certificate)
+        errors += [f"第 {index} 名：{m}" for m in problems]
+        candidates.append(candidate)
+        held.append(certificates)
+    for number in Candidate.objects.filter(id_number__in=list(first_row)).values_list(
+        "id_number", flat=True
+    ):
+        errors.append(f"第 {first_row[number]} 名：该身份证号码已登记")
+    taken = HeldCertificate.objects.filter(number__in=[n for _, n in numbers]).values_list(
+        "qualification_type_id", "number"
+    )
+    for key in taken:
+        if key in numbers:
+            errors.append(f"第 {numbers[key]} 名：证书编号 {mask_ids_in(key[1])} 已登记")
+    if errors:
+        raise _batch_error(errors)
+    try:
+        with transaction.atomic():
+            Candidate.objects.bulk_create(candidates)
+            # Children were built with the unsaved candidates; bulk_create now takes
+            # each one's new pk.
+            WorkExperience.objects.bulk_create(work)
+            HeldCertificate.objects.bulk_create([h for rows in held for h in rows])
+    except IntegrityError:  # registered concurrently
+        raise _batch_error(["身份证号码或证书编号刚被其他操作登记，请重新提交"]) from None
+    events: list[Event] = []
+    for registration, candidate, certificates in zip(registrations, candidates, held, strict=True):
+        # The same changes candidate_create and held_certificate_create record.
+        changes = {
+            k: {"before": None, "after": v}
+            for k, v in snapshot(candidate, CANDIDATE_FIELDS).items()
+        }
+        if registration.work_years:
+            changes["work_years"] = {
+                "before": None,
+                "after": {code: str(y) for code, y in sorted(registration.work_years.items())},
+            }
+        events.append(event_for(candidate, "candidate.create", changes=changes))
+        events += [
+            event_for(
+                h,
+                "held_certificate.create",
+                changes={
+                    k: {"before": None, "after": v} for k, v in snapshot(h, HELD_FIELDS).items()
+                },
+            )
+            for h in certificates
+        ]
+    audit_record_many(actor=actor, events=events)
+    return candidates
+
+
+@transaction.atomic(durable=True)
+def cases_create(*, actor, plan: EvaluationPlan, candidates: list[Candidate]) -> list[Case]:
+    """Open a draft application to `plan` for each of `candidates` (as `case_create`),
+    all or none: a candidate already holding a live application of the plan, or given
+    twice, refuses the batch (ValidationError on `plan`). Audited as `case.create` per
+    case. Returns the cases in the order given."""
+    require_role(actor, Role.COORDINATOR)
+    problem = registration_problem(plan)
+    if problem:
+        raise ValidationError({"plan": [problem]})
+    ids = [c.pk for c in candidates]
+    repeated = sorted(pk for pk, n in Counter(ids).items() if n > 1)
+    live = sorted(
+        Case.objects.filter(candidate_id__in=ids, plan=plan)
+        .exclude(status__in=[CaseStatus.WITHDRAWN, CaseStatus.REJECTED])
+        .values_list("candidate_id", flat=True)
+    )
+    if live or repeated:
+        names = {c.pk: c.name for c in candidates}
+        raise ValidationError(
+            {
+                "plan": [f"考生 {names[pk]} 已报名此评价计划" for pk in live]
+                + [f"考生 {names[pk]} 在本批中重复" for pk in repeated]
+            }
+        )
+    cases = [Case(candidate=c, plan=plan, created_by=actor) for c in candidates]
+    try:
+        with transaction.atomic():
+            Case.objects.bulk_create(cases)
+    except IntegrityError:  # opened concurrently (one_open_case_per_candidate_and_plan)
+        raise ValidationError({"plan": ["有考生刚被其他操作报名此评价计划，请重新提交"]}) from None
+    audit_record_many(
+        actor=actor,
+        events=[
+            event_for(
+                case,
+                "case.create",
+                to_state=case.status,
+                changes={
+                    k: {"before": None, "after": v} for k, v in snapshot(case, CASE_FIELDS).items()
+                },
+            )
+            for case in cases
+        ],
+    )
+    return cases
+
+
+def _locked_cases(cases, actor, name: str, roles=(Role.COORDINATOR,), prefetch=()) -> list[Case]:
+    """Lock every case of `cases` (cases or ids) in one query, in primary-key order, and
+    check each may take transition `name` (StateConflict naming the first that may not).
+    The batch counterpart of `_locked_case`."""
+    require_role(actor, *roles)
+    ids = {c if isinstance(c, int) else c.pk for c in cases}
+    locked = list(
+        Case.objects.select_for_update(of=("self",))
+        .select_related("candidate", "plan__qualification_type", "plan__occupation")
+        .prefetch_related(*prefetch)
+        .filter(pk__in=ids)
+        .order_by("pk")
+    )
+    for case in locked:
+        if not can_proceed(getattr(case, name), check_conditions=False):
+            raise _conflict(case, name, f"案件 #{case.pk} ")
+    if len(locked) != len(ids):
+        missing = sorted(ids - {case.pk for case in locked})
+        raise ValidationError({"cases": [f"案件 #{pk} 不存在" for pk in missing]})
+    return locked
+
+
+BULK_UPDATE_BATCH = 500
+# What each transition (and the submit snapshot) writes besides the status.
+TRANSITION_FIELDS = {
+    "submit": [
+        "application_date",
+        "status_reason",
+        "equivalent_level",
+        "equivalence_basis",
+        "equivalence_source",
+        "not_counted",
+    ],
+    "return_for_correction": ["status_reason"],
+    "reject": ["status_reason"],
+    "withdraw": ["status_reason"],
+    "check_in": ["attempts"],
+    "mark_absent": ["attempts"],
+    "pass_": ["result_date"],
+    "fail": ["result_date"],
+}
+
+
+def _save_many(cases: list[Case], name: str) -> None:
+    """Write the transition `name` just taken on `cases` in one UPDATE per batch: what
+    `save()` does row by row. Its optimistic state check (ConcurrentTransitionMixin) is
+    moot here: the rows are locked, so each still holds the state read under the lock."""
+    now = timezone.now()
+    for case in cases:
+        case.updated_at = now
+    fields = ["status", "updated_at", *TRANSITION_FIELDS.get(name, [])]
+    Case.objects.bulk_update(cases, fields, batch_size=BULK_UPDATE_BATCH)
+    for case in cases:
+        case._update_initial_state()  # as save() does: the next save checks from here
+
+
+def _move_many(
+    cases: list[Case],
+    actor,
+    name: str,
+    *,
+    action: str | None = None,
+    args=None,
+    reason: str = "",
+    changes=None,
+) -> list[Case]:
+    """Take transition `name` on each locked case (with `args(case)` as keyword
+    arguments), save them all and audit each as `case.<action or name>`, one event per
+    case, `changes(case)` as the event's changes."""
+    events = []
+    for case in cases:
+        from_state = case.status
+        getattr(case, name)(**(args(case) if args else {}))
+        events.append(
+            event_for(
+                case,
+                f"case.{action or name}",
+                from_state=from_state,
+                to_state=case.status,
+                reason=reason,
+                changes=changes(case) if changes else {},
+            )
+        )
+    _save_many(cases, name)
+    audit_record_many(actor=actor, events=events)
+    return cases
+
+
+@dataclass
+class SubmitOutcome:
+    """What `cases_submit` did: the cases submitted, and for each case refused, the
+    eligibility problems (Chinese) that kept it where it was."""
+
+    submitted: list[Case] = field(default_factory=list)
+    refused: dict[int, list[str]] = field(default_factory=dict)
+
+
+@transaction.atomic(durable=True)
+def cases_submit(*, actor, cases, on: date | None = None) -> SubmitOutcome:
+    """Submit many cases at once (the review queue's batch action): each case is checked
+    and snapshotted exactly as by `case_submit`; a case with eligibility problems stays
+    as it is and is listed in `refused` with them (a problem of that case, not of the
+    batch), the others are submitted. A case in a state that cannot be submitted
+    refuses the whole batch (StateConflict). Locks the cases in one query in
+    primary-key order; one `case.submit` event per case submitted."""
+    on = on or timezone.localdate()
+    locked = _locked_cases(
+        cases,
+        actor,
+        "submit",
+        prefetch=[
+            "candidate__work_experience",
+            "candidate__held_certificates__qualification_type",
+            "plan__disabled_rules",
+        ],
+    )
+    outcome = SubmitOutcome()
+    results = {}
+    for case in locked:
+        result = evaluate(case, on)
+        if result.ok:
+            results[case.pk] = result
+        else:
+            outcome.refused[case.pk] = result.problems
+    ready = [case for case in locked if case.pk in results]
+    CaseExemption.objects.filter(case__in=ready).delete()
+    rows = {r for result in results.values() for r in result.recognition.rows}
+    rules = {r.row: r for r in RecognitionRule.objects.filter(row__in=rows)}
+    components = {c.code: c for c in Component.objects.all()}
+    exempt: dict[int, list[CaseExemption]] = {}
+    for case in ready:
+        exempt[case.pk] = _exemptions(case, results[case.pk], rules, components)
+        _snapshot_recognition(case, results[case.pk])
+    CaseExemption.objects.bulk_create([e for rows in exempt.values() for e in rows])
+    outcome.submitted = _move_many(
+        ready,
+        actor,
+        "submit",
+        args=lambda case: {"application_date": on},
+        changes=lambda case: _submit_changes(case, exempt[case.pk]),
+    )
+    return outcome
+
+
+@dataclass
+class ApproveOutcome:
+    """What `cases_approve` did: the cases approved, and for each case refused, why the
+    certificates it relies on do not support approval (Chinese)."""
+
+    approved: list[Case] = field(default_factory=list)
+    refused: dict[int, list[str]] = field(default_factory=dict)
+
+
+@transaction.atomic(durable=True)
+def cases_approve(*, actor, cases) -> ApproveOutcome:
+    """Approve many submitted cases at once: each as by `case_approve`; a case whose
+    relied-on certificates are unverified or revoked stays submitted and is listed in
+    `refused` with `approval_problems`. A case not submitted refuses the whole batch
+    (StateConflict). Locks the cases in one query in primary-key order; one
+    `case.approve` event per case approved."""
+    locked = _locked_cases(
+        cases,
+        actor,
+        "approve",
+        prefetch=["exemptions__basis__qualification_type", "equivalence_basis__qualification_type"],
+    )
+    outcome = ApproveOutcome()
+    ready = []
+    for case in locked:
+        problems = approval_problems(case)
+        if problems:
+            outcome.refused[case.pk] = problems
+        else:
+            ready.append(case)
+    outcome.approved = _move_many(ready, actor, "approve")
+    return outcome
+
+
+def _reasoned(actor, reasons: dict[int, str], name: str, required: bool) -> list[Case]:
+    """Take transition `name` (withdraw, return_for_correction, reject) on each case id
+    of `reasons` with its own reason, audited as `case.<name>` with it."""
+    reasons = {pk: (text or "").strip() for pk, text in reasons.items()}
+    locked = _locked_cases(reasons, actor, name)  # 403 and 409 before 400
+    if required:
+        missing = sorted(pk for pk, text in reasons.items() if not text)
+        if missing:
+            raise ValidationError({"reason": [f"案件 #{pk} 请填写理由" for pk in missing]})
+    events = []
+    for case in locked:
+        from_state = case.status
+        getattr(case, name)(reason=reasons[case.pk])
+        events.append(
+            event_for(
+                case,
+                f"case.{name}",
+                from_state=from_state,
+                to_state=case.status,
+                reason=reasons[case.pk],
+            )
+        )
+    _save_many(locked, name)
+    audit_record_many(actor=actor, events=events)
+    return locked
+
+
+@transaction.atomic(durable=True)
+def cases_withdraw(*, actor, reasons: dict[int, str]) -> list[Case]:
+    """Withdraw many cases, each with its own reason (may be empty), as `case_withdraw`;
+    all or none. Locks the cases in one query in primary-key order."""
+    return _reasoned(actor, reasons, "withdraw", required=False)
+
+
+@transaction.atomic(durable=True)
+def cases_return_for_correction(*, actor, reasons: dict[int, str]) -> list[Case]:
+    """Return many submitted cases for correction, each with its reason (required), as
+    `case_return_for_correction`; all or none. Locks the cases in one query."""
+    return _reasoned(actor, reasons, "return_for_correction", required=True)
+
+
+@transaction.atomic(durable=True)
+def cases_reject(*, actor, reasons: dict[int, str]) -> list[Case]:
+    """Reject many submitted cases, each with its reason (required), as `case_reject`;
+    all or none. Locks the cases in one query."""
+    return _reasoned(actor, reasons, "reject", required=True)
+
+
+@transaction.atomic
+def cases_schedule(*, actor, details: dict[int, dict]) -> list[Case]:
+    """eligible -> scheduled for each case id of `details` (its booking, for the audit),
+    as `case_schedule` does one. Called by exams.scheduling inside its transaction."""
+    return _move_many(
+        _locked_cases(details, actor, "schedule"),
+        actor,
+        "schedule",
+        changes=lambda case: {"booking": {"before": None, "after": details[case.pk]}},
+    )
+
+
+@transaction.atomic
+def cases_check_in(*, actor, cases) -> list[Case]:
+    """scheduled -> examined for each case, as `case_check_in` does one."""
+    return _move_many(_locked_cases(cases, actor, "check_in"), actor, "check_in")
+
+
+@transaction.atomic
+def cases_finalise_scores(*, actor, cases) -> list[Case]:
+    """examined -> scored for each case, as `case_finalise_scores` does one (called by
+    exams scoring, which has checked every final result)."""
+    return _move_many(
+        _locked_cases(cases, actor, "finalise_scores", roles=(Role.GRADER, Role.COORDINATOR)),
+        actor,
+        "finalise_scores",
+    )
+
+
+@transaction.atomic
+def cases_publish_results(*, actor, passed: dict[int, bool], on: date) -> list[Case]:
+    """scored -> passed / failed for each case id of `passed` (True: passed), as
+    `case_publish_result` does one, result date `on`. Called by exams.review inside the
+    session's approval."""
+    require_role(actor, Role.REVIEWER)
+    locked = list(
+        Case.objects.select_for_update(of=("self",))
+        .select_related("candidate", "plan")
+        .filter(pk__in=list(passed))
+        .order_by("pk")
+    )
+    done = []
+    for result in (True, False):
+        name = "pass_" if result else "fail"
+        group = [case for case in locked if passed[case.pk] is result]
+        for case in group:
+            if not can_proceed(getattr(case, name), check_conditions=False):
+                raise _conflict(case, name, f"案件 #{case.pk} ")
+        done += _move_many(
+            group, actor, name, action="pass" if result else "fail", args=lambda c: {"on": on}
+        )
+    return sorted(done, key=lambda case: case.pk)
+
+
+@transaction.atomic
+def cases_complete(*, actor, cases) -> list[Case]:
+    """passed -> completed for each case, as `case_complete` does one (issuance, when
+    the last certificate a case owes is issued)."""
+    return _move_many(
+        _locked_cases(cases, actor, "complete", roles=(Role.ISSUER_OFFICER,)), actor, "complete"
+    )

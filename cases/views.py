@@ -25,6 +25,7 @@ from django_fsm import ConcurrentTransition
 
 from audit.exceptions import StateConflict
 from audit.selectors import audit_event_list_recent
+from config.downloads import accel_redirect_response
 
 from . import imports, plans, selectors, services
 from .eligibility import evaluate
@@ -190,7 +191,10 @@ def candidate_photo(request, pk):
     candidate = get_object_or_404(Candidate, pk=pk)
     if not candidate.photo:
         raise Http404
-    response = FileResponse(candidate.photo.open("rb"), content_type="image/jpeg")
+    # Behind nginx (PROTECTED_MEDIA_PREFIX) nginx sends the file after this check.
+    response = accel_redirect_response(candidate.photo.name, content_type="image/jpeg")
+    if response is None:
+        response = FileResponse(candidate.photo.open("rb"), content_type="image/jpeg")
     response["Cache-Control"] = "private, max-age=300"
     return response
 

@@ -11,6 +11,7 @@ scanner or a keyboard gives: an admission-ticket number (the QR code on the tick
 the candidate's full ID number.
 """
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
@@ -19,7 +20,7 @@ from django.utils import timezone
 
 from audit.exceptions import StateConflict
 from audit.masking import mask_ids_in
-from audit.services import audit_record
+from audit.services import audit_record, audit_record_many, event_for
 from cases import services as case_services
 from cases.roles import Role, require_role
 
@@ -39,11 +40,15 @@ def _where(session: ExamSession) -> str:
     return f"场次 {session.code}（{session.date} {session.start_time:%H:%M}，{session.room}）"
 
 
-def _find_booking(session: ExamSession, code: str) -> Booking:
+def _find_booking(session: ExamSession, code: str, tickets: dict | None = None) -> Booking:
     """The booking of `session` for a ticket number or a full ID number, or a
-    ValidationError on `code` saying why not."""
-    by_ticket = Booking.objects.select_related("session__room__venue").filter(ticket_number=code)
-    booking = by_ticket.first()
+    ValidationError on `code` saying why not. `tickets` ({ticket number: booking}, read
+    in one query for a whole list of codes) replaces the lookup by ticket number."""
+    if tickets is None:
+        by_ticket = Booking.objects.select_related("session__room__venue")
+        booking = by_ticket.filter(ticket_number=code).first()
+    else:
+        booking = tickets.get(code)
     if booking is not None:
         if booking.session_id != session.pk:
             raise ValidationError(
@@ -104,19 +109,7 @@ def check_in(
         .select_related("case__candidate", "session")
         .get(pk=found.pk)
     )
-    if booking.status == BookingStatus.CHECKED_IN:
-        at = timezone.localtime(booking.checked_in_at)
-        raise StateConflict(
-            f"考生 {booking.case.candidate.name}（准考证号 {booking.ticket_number}）"
-            f"已于 {at:%H:%M:%S} 签到，不能重复签到",
-            current_state=booking.status,
-        )
-    if booking.status != BookingStatus.BOOKED:
-        raise StateConflict(
-            f"考位当前状态为「{booking.get_status_display()}」，不能签到",
-            current_state=booking.status,
-            target_state=BookingStatus.CHECKED_IN,
-        )
+    _require_booked(booking)
     case_services.case_check_in(actor=actor, case=booking.case)
     from_state = booking.status
     booking.status = BookingStatus.CHECKED_IN
@@ -134,6 +127,120 @@ def check_in(
         },
     )
     return booking
+
+
+@dataclass
+class CheckIn:
+    """One scan of a desk's list: a ticket number or full ID number, and when."""
+
+    ticket_or_id: str
+    at: datetime | None = None
+
+
+@transaction.atomic(durable=True)
+def bookings_check_in(*, actor, session: ExamSession, entries) -> list[Booking]:
+    """Check in a desk's whole list at once (a desk that scanned offline, or a paper
+    roster typed in afterwards): each entry (CheckIn or dict with ticket_or_id and at)
+    is checked exactly as by `check_in`. All or none: a session not admitting
+    candidates, or an entry already checked in or no longer booked, is a StateConflict
+    (409) naming it; otherwise every refused entry (wrong day, unknown code, another
+    session's candidate, the same booking twice) is listed in one ValidationError on
+    `code` as "第 n 条：…". Locks the session, the bookings (one query, primary-key
+    order), then their cases (cases.services.cases_check_in). Audited as
+    `booking.check_in` per booking. Returns the bookings in list order."""
+    require_role(actor, Role.COORDINATOR)
+    entries = [e if isinstance(e, CheckIn) else CheckIn(**e) for e in entries]
+    if not entries:
+        raise ValidationError({"code": ["请扫描或输入准考证号、身份证号码"]})
+    session = (
+        ExamSession.objects.select_for_update().select_related("room__venue").get(pk=session.pk)
+    )
+    if session.status not in CHECK_IN_STATES:
+        raise StateConflict(
+            f"场次当前状态为「{session.get_status_display()}」，不能签到"
+            f"（须为{_labels(CHECK_IN_STATES)}）",
+            current_state=session.status,
+        )
+    now = timezone.now()
+    codes = [(e.ticket_or_id or "").strip().upper() for e in entries]
+    tickets = {
+        b.ticket_number: b
+        for b in Booking.objects.select_related("session__room__venue").filter(
+            ticket_number__in=[c for c in codes if c]
+        )
+    }
+    errors: list[str] = []
+    found: dict[int, int] = {}  # booking id -> entry index
+    for index, (entry, code) in enumerate(zip(entries, codes, strict=True), start=1):
+        try:
+            if timezone.localdate(entry.at or now) != session.date:
+                raise ValidationError({"code": [f"本场次考试日期为 {session.date}，今天不能签到"]})
+            if not code:
+                raise ValidationError({"code": ["请扫描或输入准考证号、身份证号码"]})
+            booking = _find_booking(session, code, tickets)
+        except ValidationError as exc:
+            errors += [f"第 {index} 条：{m}" for m in exc.messages]
+            continue
+        if booking.pk in found:
+            errors.append(f"第 {index} 条：与第 {found[booking.pk]} 条为同一考生")
+            continue
+        found[booking.pk] = index
+    if errors:
+        raise ValidationError({"code": errors})
+    bookings = {
+        b.pk: b
+        for b in Booking.objects.select_for_update(of=("self",))
+        .select_related("case__candidate", "session")
+        .filter(pk__in=list(found))
+        .order_by("pk")
+    }
+    for booking in bookings.values():
+        try:
+            _require_booked(booking)
+        except StateConflict as exc:
+            raise StateConflict(
+                f"第 {found[booking.pk]} 条：{exc.message}", current_state=booking.status
+            ) from exc
+    case_services.cases_check_in(actor=actor, cases=[b.case_id for b in bookings.values()])
+    ordered = sorted(bookings.values(), key=lambda b: found[b.pk])
+    for booking in ordered:
+        booking.status = BookingStatus.CHECKED_IN
+        booking.checked_in_at = entries[found[booking.pk] - 1].at or now
+    Booking.objects.bulk_update(ordered, ["status", "checked_in_at"])
+    audit_record_many(
+        actor=actor,
+        events=[
+            event_for(
+                booking,
+                "booking.check_in",
+                from_state=BookingStatus.BOOKED,
+                to_state=booking.status,
+                changes={
+                    "checked_in_at": {"before": None, "after": booking.checked_in_at},
+                    "session_status": {"before": None, "after": session.status},
+                },
+            )
+            for booking in ordered
+        ],
+    )
+    return ordered
+
+
+def _require_booked(booking: Booking) -> None:
+    """StateConflict unless `booking` (locked) is waiting to be checked in."""
+    if booking.status == BookingStatus.CHECKED_IN:
+        at = timezone.localtime(booking.checked_in_at)
+        raise StateConflict(
+            f"考生 {booking.case.candidate.name}（准考证号 {booking.ticket_number}）"
+            f"已于 {at:%H:%M:%S} 签到，不能重复签到",
+            current_state=booking.status,
+        )
+    if booking.status != BookingStatus.BOOKED:
+        raise StateConflict(
+            f"考位当前状态为「{booking.get_status_display()}」，不能签到",
+            current_state=booking.status,
+            target_state=BookingStatus.CHECKED_IN,
+        )
 
 
 @transaction.atomic(durable=True)

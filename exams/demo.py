@@ -12,10 +12,11 @@ from decimal import Decimal
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from cases.models import Case, CaseStatus, EvaluationPlan, MarkingMode
+from cases.demo import Stages
+from cases.models import Case, CaseExemption, CaseStatus, EvaluationPlan, MarkingMode
 
 from . import attendance, results, review, scheduling, scoring, sessions
-from .models import BookingStatus, ExamSession, QualityWarning, WarningStatus
+from .models import Booking, BookingStatus, ExamSession, QualityWarning, WarningStatus
 
 
 @dataclass
@@ -39,87 +40,130 @@ def _marks(rng: random.Random, ability: int) -> tuple[Decimal, Decimal]:
     return theory, practical
 
 
-def build(*, plans: list[EvaluationPlan], seed: int, progress=None) -> ExamsDemoResult:
+def build(
+    *,
+    plans: list[EvaluationPlan],
+    seed: int,
+    progress=None,
+    stages: Stages | None = None,
+    on_approved=None,
+) -> ExamsDemoResult:
+    """Run each plan's eligible cases through one session; `stages` collects the wall
+    time of scheduling, check-in, marking and review (summed over the plans).
+    `on_approved(plan)` is called once each plan's session is approved, before the
+    next plan's session starts (the demo command issues the plan's certificates there,
+    so the workers render them while the next session runs)."""
     rng = random.Random(seed + 1)  # noqa: S311 - reproducible demo data, not secrets
+    stages = stages or Stages()
     users = _users()
     coord = users["coordinator"]
     result = ExamsDemoResult()
-    venue = sessions.venue_create(
-        actor=coord, name=f"太原技师学院考点（演示 {seed}-{rng.randrange(10**6)}）"
-    )
+    with stages("scheduling"):
+        venue = sessions.venue_create(
+            actor=coord, name=f"太原技师学院考点（演示 {seed}-{rng.randrange(10**6)}）"
+        )
     for index, plan in enumerate(plans):
-        if not Case.objects.filter(plan=plan, status=CaseStatus.ELIGIBLE).exists():
+        with stages("scheduling"):
+            session = _schedule(plan, index, venue, users)
+        if session is None:
             continue
-        count = Case.objects.filter(plan=plan, status=CaseStatus.ELIGIBLE).count()
-        room = sessions.room_create(
-            actor=coord, venue=venue, name=f"第{index + 1}考场", capacity=max(count, 1)
-        )
-        exam_components = [
-            pc.component.code
-            for pc in plan.components.select_related("component")
-            if pc.component.kind == "exam"
-        ]
-        session = sessions.session_create(
-            actor=coord,
-            plan=plan,
-            room=room,
-            date=plan.exam_date,
-            start_time=time(9, 0),
-            end_time=time(11, 30),
-            capacity=room.capacity,
-            components=exam_components,
-        )
-        session = sessions.session_open(actor=coord, session=session)
-        for code in exam_components:
-            marking = plan.components.get(component__code=code).marking_mode
-            graders = ["grader", "grader2"] if marking == MarkingMode.DOUBLE else ["grader"]
-            for name in graders:
-                sessions.session_assign_staff(
-                    actor=coord, session=session, user=users[name], role="grader", component=code
-                )
-            if marking == MarkingMode.DOUBLE:
-                sessions.session_assign_staff(
-                    actor=coord,
-                    session=session,
-                    user=users["chief"],
-                    role="chief_grader",
-                    component=code,
-                )
-        scheduling.sessions_allocate(actor=coord, plan=plan, sessions=[session])
-        session = sessions.session_freeze_roster(actor=coord, session=session)
-        bookings = list(session.bookings.select_related("case").prefetch_related("components"))
-        # The desk admits candidates on the session's date only, and the demo does not
-        # run on that date (its plans sit 30 days ahead), so each check-in carries the
-        # desk's time: 10 to 40 minutes before the start (spread by seat, not by rng, so
-        # the rest of the data stays as seeded).
-        starts_at = timezone.make_aware(datetime.combine(session.date, session.start_time))
-        for n, booking in enumerate(bookings):
-            if rng.random() < 0.05:
-                continue  # absent
-            attendance.check_in(
-                actor=coord,
-                session=session,
-                ticket_or_id=booking.ticket_number,
-                at=starts_at - timedelta(minutes=10 + (n * 7) % 31),
+        with stages("check_in"):
+            session, bookings = _check_in(session, users, rng)
+        with stages("marking"):
+            result.arbitrated += _mark(session, bookings, users, rng)
+        with stages("review"):
+            review.session_submit_for_review(actor=coord, session=session)
+            result.warnings += _review(session, users)
+            review.session_approve(
+                actor=users["reviewer"], session=session, notes="抽查评分与签到记录，同意发布"
             )
-            needs_training = plan.components.filter(component__code="training").exists()
-            if (
-                needs_training
-                and not booking.case.exemptions.filter(component__code="training").exists()
-            ):
-                results.training_complete(actor=coord, case=booking.case)
-        session = sessions.session_start(actor=coord, session=session)
-        session = sessions.session_close(actor=coord, session=session)
-        result.arbitrated += _mark(session, bookings, users, rng)
-        review.session_submit_for_review(actor=coord, session=session)
-        result.warnings += _review(session, users)
-        review.session_approve(
-            actor=users["reviewer"], session=session, notes="抽查评分与签到记录，同意发布"
-        )
         result.sessions.append(session)
+        if on_approved:
+            on_approved(plan)
         if progress:
             progress(index + 1, len(plans))
     return result
+
+
+def _schedule(plan: EvaluationPlan, index: int, venue, users) -> ExamSession | None:
+    """A room and an open session for the plan's eligible cases, its graders, every
+    eligible case allocated a seat, and the roster frozen; None without eligible cases."""
+    coord = users["coordinator"]
+    count = Case.objects.filter(plan=plan, status=CaseStatus.ELIGIBLE).count()
+    if not count:
+        return None
+    room = sessions.room_create(
+        actor=coord, venue=venue, name=f"第{index + 1}考场", capacity=max(count, 1)
+    )
+    exam_components = [
+        pc.component.code
+        for pc in plan.components.select_related("component")
+        if pc.component.kind == "exam"
+    ]
+    session = sessions.session_create(
+        actor=coord,
+        plan=plan,
+        room=room,
+        date=plan.exam_date,
+        start_time=time(9, 0),
+        end_time=time(11, 30),
+        capacity=room.capacity,
+        components=exam_components,
+    )
+    session = sessions.session_open(actor=coord, session=session)
+    for code in exam_components:
+        marking = plan.components.get(component__code=code).marking_mode
+        graders = ["grader", "grader2"] if marking == MarkingMode.DOUBLE else ["grader"]
+        for name in graders:
+            sessions.session_assign_staff(
+                actor=coord, session=session, user=users[name], role="grader", component=code
+            )
+        if marking == MarkingMode.DOUBLE:
+            sessions.session_assign_staff(
+                actor=coord,
+                session=session,
+                user=users["chief"],
+                role="chief_grader",
+                component=code,
+            )
+    scheduling.sessions_allocate(actor=coord, plan=plan, sessions=[session])
+    return sessions.session_freeze_roster(actor=coord, session=session)
+
+
+def _check_in(session: ExamSession, users, rng: random.Random) -> tuple[ExamSession, list[Booking]]:
+    """Admit the candidates at the desk (a few absent), record training where the plan
+    requires it, start and close the session; return it (marking) and its bookings."""
+    coord = users["coordinator"]
+    plan = session.plan
+    bookings = list(session.bookings.select_related("case").prefetch_related("components"))
+    # The desk admits candidates on the session's date only, and the demo does not
+    # run on that date (its plans sit 30 days ahead), so each check-in carries the
+    # desk's time: 10 to 40 minutes before the start (spread by seat, not by rng, so
+    # the rest of the data stays as seeded).
+    starts_at = timezone.make_aware(datetime.combine(session.date, session.start_time))
+    present = []
+    for n, booking in enumerate(bookings):
+        if rng.random() < 0.05:
+            continue  # absent
+        present.append(
+            attendance.CheckIn(
+                booking.ticket_number, at=starts_at - timedelta(minutes=10 + (n * 7) % 31)
+            )
+        )
+    # The desk's list of scans, synced in one go (the desk scans one by one; the
+    # service takes the list).
+    checked_in = attendance.bookings_check_in(actor=coord, session=session, entries=present)
+    if plan.components.filter(component__code="training").exists():
+        exempt = set(
+            CaseExemption.objects.filter(
+                case__in=[b.case_id for b in checked_in], component__code="training"
+            ).values_list("case_id", flat=True)
+        )
+        for booking in checked_in:
+            if booking.case_id not in exempt:
+                results.training_complete(actor=coord, case=booking.case)
+    session = sessions.session_start(actor=coord, session=session)
+    return sessions.session_close(actor=coord, session=session), bookings
 
 
 def _mark(session: ExamSession, bookings, users, rng: random.Random) -> int:
@@ -170,8 +214,11 @@ def _mark(session: ExamSession, bookings, users, rng: random.Random) -> int:
                 )
     for (name, code), batch in entries.items():
         scoring.marks_enter(actor=users[name], session=session, component=code, entries=batch)
+    by_code: dict[str, list[dict]] = {}
     for code, entry in arbitrations:
-        scoring.marks_enter(actor=users["chief"], session=session, component=code, entries=[entry])
+        by_code.setdefault(code, []).append(entry)
+    for code, batch in by_code.items():
+        scoring.marks_enter(actor=users["chief"], session=session, component=code, entries=batch)
     return len(arbitrations)
 
 

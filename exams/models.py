@@ -87,6 +87,8 @@ class ExamSession(ConcurrentTransitionMixin, models.Model):
             ),
             models.CheckConstraint(condition=Q(capacity__gt=0), name="session_capacity_positive"),
         ]
+        # The queues by state: sessions in marking, in review (the supervisors' queue).
+        indexes = [models.Index(fields=["status", "date"], name="session_status_date")]
 
     def __str__(self) -> str:
         return f"{self.code} {self.date} {self.start_time:%H:%M}"
@@ -197,6 +199,8 @@ class Booking(models.Model):
                 fields=["session", "case"], condition=ACTIVE_BOOKING, name="one_seat_per_case"
             ),
         ]
+        # A session's bookings in one state: checked in (marking, results), booked (desk).
+        indexes = [models.Index(fields=["session", "status"], name="booking_session_status")]
 
     def __str__(self) -> str:
         return f"{self.ticket_number}（{self.session.code} 座位 {self.seat_number}）"
@@ -381,6 +385,8 @@ class QualityWarning(ConcurrentTransitionMixin, models.Model):
                 name="one_open_warning_per_subject",
             )
         ]
+        # A session's warnings by state: open ones block approval, sent ones await review.
+        indexes = [models.Index(fields=["session", "status"], name="warning_session_status")]
 
     def __str__(self) -> str:
         return f"{self.session.code} {self.get_rule_display()} {self.subject}"

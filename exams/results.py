@@ -331,8 +331,8 @@ def _bookings_finalise(*, actor, bookings) -> list[BookingFinals]:
     `booking_finals` of every booking, in order.
 
     The plan, the marks and the cases' existing rows are read once and the rows
-    written in bulk, so the queries do not grow with the bookings; only the state
-    transition (cases.services.case_finalise_scores) is one call per case."""
+    written in bulk, and the cases move examined -> scored in one batch
+    (cases.services.cases_finalise_scores)."""
     bookings = list(bookings)
     plan_components = _plan_components({booking.case.plan_id for booking in bookings})
     all_finals = bookings_finals(bookings, plan_components=plan_components)
@@ -435,9 +435,9 @@ def _bookings_finalise(*, actor, bookings) -> list[BookingFinals]:
     # One append for every case's `case.results`; each case's own transition event
     # follows it, so a case's history still reads results, then examined -> scored.
     audit_record_many(actor=actor, events=events)
-    for case in cases:
-        if case.status == CaseStatus.EXAMINED:
-            case_services.case_finalise_scores(actor=actor, case=case)
+    examined = [case for case in cases if case.status == CaseStatus.EXAMINED]
+    if examined:
+        case_services.cases_finalise_scores(actor=actor, cases=examined)
     return all_finals
 
 

@@ -483,9 +483,9 @@ def session_submit_for_review(*, actor, session: ExamSession) -> ExamSession:
             code="scores_incomplete",
             missing=missing,
         )
-    for booking in bookings:
-        if booking.case.status == CaseStatus.EXAMINED:
-            case_services.case_finalise_scores(actor=actor, case=booking.case)
+    examined = [b.case_id for b in bookings if b.case.status == CaseStatus.EXAMINED]
+    if examined:
+        case_services.cases_finalise_scores(actor=actor, cases=examined)
     from_state = session.status
     session.submit_for_review()
     session.save()
@@ -535,11 +535,11 @@ def session_approve(*, actor, session: ExamSession, notes: str = "") -> ExamSess
     same transaction: each checked-in case that is `scored` passes when it earned at
     least one certificate of its latest attempt (CertificateResult rows, else
     exams.results.case_outcome) and fails otherwise (cases.services.
-    case_publish_result, result date today); voided and absent cases are left as they
-    are. Locks the session, then the cases in primary-key order. Audited as
-    `session.approve` with the tickets passed and failed. After commit sends
-    exams.signals.session_approved with the passed cases (issuance opens their
-    certificates)."""
+    cases_publish_results, result date today); voided and absent cases are left as
+    they are. Locks the session, then the cases in one query in primary-key order.
+    Audited per case (`case.pass` / `case.fail`) and as `session.approve` with the
+    tickets passed and failed. After commit sends exams.signals.session_approved with
+    the passed cases (issuance opens their certificates)."""
     require_role(actor, Role.REVIEWER)
     session = _locked_session(session, "approve")
     _require_supervisor(actor, session)
@@ -554,16 +554,21 @@ def session_approve(*, actor, session: ExamSession, notes: str = "") -> ExamSess
         )
     today = timezone.localdate()
     published: dict[str, list[str]] = {"passed": [], "failed": []}
-    passed_ids: list[int] = []
-    for booking in _sat(session):
-        case = booking.case
-        if case.status != CaseStatus.SCORED or case.attempts != booking.attempt:
-            continue
-        passed = case_passed(case, booking.attempt)
-        case_services.case_publish_result(actor=actor, case=case, passed=passed, on=today)
+    bookings = [
+        b
+        for b in _sat(session)
+        if b.case.status == CaseStatus.SCORED and b.case.attempts == b.attempt
+    ]
+    # case_passed for every booking at once: the CertificateResult rows in one query.
+    found = _passed_by_attempt({(b.case_id, b.attempt) for b in bookings})
+    outcomes: dict[int, bool] = {}
+    for booking in bookings:
+        key = (booking.case_id, booking.attempt)
+        passed = found[key] if key in found else _outcome_passed(booking.case, booking.attempt)
+        outcomes[booking.case_id] = passed
         published["passed" if passed else "failed"].append(booking.ticket_number)
-        if passed:
-            passed_ids.append(case.pk)
+    case_services.cases_publish_results(actor=actor, passed=outcomes, on=today)
+    passed_ids = [b.case_id for b in bookings if outcomes[b.case_id]]
     from_state = session.status
     session.approve(notes=(notes or "").strip())
     session.save()

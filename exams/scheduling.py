@@ -12,19 +12,43 @@ constraints on (session, seat) and (session, case) are the last guard.
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import reduce
+from operator import or_
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from audit.exceptions import StateConflict
-from audit.services import audit_record
+from audit.services import audit_record, audit_record_many, event_for
 from cases import services as case_services
-from cases.models import Candidate, Case, CaseStatus, EvaluationPlan
+from cases.models import (
+    Candidate,
+    Case,
+    CaseExemption,
+    CaseStatus,
+    EvaluationPlan,
+    PassMark,
+    PlanComponent,
+)
 from cases.roles import Role, require_role
 from catalog.models import Component
 
-from .models import ACTIVE_BOOKING, Booking, BookingStatus, ExamSession, SessionStatus
-from .selectors import HOLDING, case_components_outstanding, cases_awaiting_seat
+from .models import (
+    ACTIVE_BOOKING,
+    Booking,
+    BookingStatus,
+    ComponentScore,
+    ExamSession,
+    ScoreStatus,
+    SessionStatus,
+)
+from .selectors import (
+    HOLDING,
+    best_final_scores,
+    case_components_outstanding,
+    cases_awaiting_seat,
+)
 
 
 def case_exam_components(case: Case) -> list[Component]:
@@ -237,6 +261,200 @@ def booking_cancel(*, actor, booking: Booking, reason: str) -> Booking:
     return booking
 
 
+# Cases seated per round of `sessions_allocate`: each round locks its cases in two
+# queries and writes its bookings in bulk.
+ALLOCATE_CHUNK = 500
+
+
+class _Seats:
+    """Free seats and unused ticket numbers of the sessions being allocated, read once
+    (the sessions are locked, so nothing else books them meanwhile)."""
+
+    def __init__(self, sessions: list[ExamSession]):
+        self.taken: dict[int, set[int]] = {s.pk: set() for s in sessions}
+        for session_id, seat in Booking.objects.filter(
+            ACTIVE_BOOKING, session__in=sessions
+        ).values_list("session_id", "seat_number"):
+            self.taken[session_id].add(seat)
+        prefixes = [Q(ticket_number__startswith=_prefix(s)) for s in sessions]
+        self.tickets = set(
+            Booking.objects.filter(reduce(or_, prefixes)).values_list("ticket_number", flat=True)
+        )
+        self._next = {s.pk: 1 for s in sessions}
+
+    def free(self, session: ExamSession) -> bool:
+        return len(self.taken[session.pk]) < session.capacity
+
+    def take(self, session: ExamSession) -> int:
+        """The lowest free seat of `session`, now taken."""
+        seat = self._next[session.pk]
+        while seat in self.taken[session.pk]:
+            seat += 1
+        self.taken[session.pk].add(seat)
+        self._next[session.pk] = seat + 1
+        return seat
+
+    def ticket(self, session: ExamSession, seat: int) -> str:
+        """As `_ticket_number`, against the tickets read once."""
+        base = f"{_prefix(session)}{seat:03d}"
+        ticket, n = base, 1
+        while ticket in self.tickets:
+            n += 1
+            ticket = f"{base}-{n}"
+        self.tickets.add(ticket)
+        return ticket
+
+
+def _prefix(session: ExamSession) -> str:
+    return f"{session.plan_id:03d}{session.code}"
+
+
+def _lock_cases(case_ids: list[int]) -> list[Case]:
+    """`_lock_case` for many: their candidates, then the cases, each in one query in
+    primary-key order (session -> candidate -> case, as everywhere)."""
+    candidate_ids = set(Case.objects.filter(pk__in=case_ids).values_list("candidate_id", flat=True))
+    list(
+        Candidate.objects.select_for_update()
+        .filter(pk__in=candidate_ids)
+        .order_by("pk")
+        .values_list("pk")
+    )
+    return list(
+        Case.objects.select_for_update()
+        .select_related("candidate")
+        .filter(pk__in=case_ids)
+        .order_by("pk")
+    )
+
+
+def _exam_components_many(cases: list[Case]) -> dict[int, list[Component]]:
+    """`case_exam_components` for many cases in a few queries. Per case, the same
+    reading as exams.selectors.case_components_outstanding: the plan's components less
+    the exempt ones, those completed or exempt in an earlier attempt, and those whose
+    best final score (selectors.best_final_scores) reaches the pass mark of every
+    certificate of the plan requiring them; only components of kind exam."""
+    ids = [case.pk for case in cases]
+    plan_ids = {case.plan_id for case in cases}
+    exempt: dict[int, set[int]] = {}
+    for case_id, component_id in CaseExemption.objects.filter(case_id__in=ids).values_list(
+        "case_id", "component_id"
+    ):
+        exempt.setdefault(case_id, set()).add(component_id)
+    scores: dict[int, list[ComponentScore]] = {}
+    for row in ComponentScore.objects.filter(case_id__in=ids):
+        scores.setdefault(row.case_id, []).append(row)
+    components: dict[int, list[PlanComponent]] = {}
+    for pc in PlanComponent.objects.filter(plan_id__in=plan_ids).select_related("component"):
+        components.setdefault(pc.plan_id, []).append(pc)
+    marks: dict[int, dict[int, list]] = {plan_id: {} for plan_id in plan_ids}
+    for plan_id, component_id, mark in PassMark.objects.filter(
+        certificate__plan_id__in=plan_ids
+    ).values_list("certificate__plan_id", "component_id", "pass_mark"):
+        marks[plan_id].setdefault(component_id, []).append(mark)
+    settled_states = (ScoreStatus.COMPLETED, ScoreStatus.EXEMPT)
+    result = {}
+    for case in cases:
+        rows = scores.get(case.pk, [])
+        settled = {r.component_id for r in rows if r.status in settled_states}
+        required = marks[case.plan_id]
+        passed = {
+            component_id
+            for component_id, score in best_final_scores(rows).items()
+            if all(m is not None and score >= m for m in required.get(component_id, [None]))
+        }
+        skip = exempt.get(case.pk, set()) | settled | passed
+        result[case.pk] = [
+            pc.component
+            for pc in components[case.plan_id]
+            if pc.component_id not in skip and pc.component.kind == Component.Kind.EXAM
+        ]
+    return result
+
+
+def _clashes_many(cases: list[Case], sessions: list[ExamSession]) -> dict[int, set[int]]:
+    """{case id: ids of `sessions` that overlap a holding booking of its candidate in
+    another session} (`_clashing` for many cases and sessions in one query)."""
+    by_candidate = {case.candidate_id: case.pk for case in cases}
+    result: dict[int, set[int]] = {}
+    holding = Booking.objects.filter(
+        case__candidate_id__in=list(by_candidate),
+        status__in=HOLDING,
+        session__date__in={s.date for s in sessions},
+    ).values_list(
+        "case__candidate_id",
+        "session_id",
+        "session__date",
+        "session__start_time",
+        "session__end_time",
+    )
+    for candidate_id, session_id, day, start, end in holding:
+        for s in sessions:
+            if s.pk != session_id and s.date == day and start < s.end_time and end > s.start_time:
+                result.setdefault(by_candidate[candidate_id], set()).add(s.pk)
+    return result
+
+
+def _book_many(
+    *, actor, seats: _Seats, seated: list[tuple[Case, ExamSession, int, list[Component]]]
+) -> list[Booking]:
+    """`_book` for many (cases locked and checked, sessions locked and open, seats taken
+    in `seats`): bookings and their components inserted in bulk, the cases scheduled
+    (cases.services.cases_schedule), one `booking.create` event per booking."""
+    bookings = []
+    for case, session, seat, _ in seated:
+        bookings.append(
+            Booking(
+                session=session,
+                case=case,
+                attempt=case.attempts + 1,
+                seat_number=seat,
+                ticket_number=seats.ticket(session, seat),
+            )
+        )
+    try:
+        with transaction.atomic():
+            Booking.objects.bulk_create(bookings)
+    except IntegrityError as exc:  # the constraints caught a race the locks did not
+        raise StateConflict("考位刚被占用，请重试") from exc
+    through = Booking.components.through
+    through.objects.bulk_create(
+        through(booking_id=booking.pk, component_id=component.pk)
+        for booking, (*_, components) in zip(bookings, seated, strict=True)
+        for component in components
+    )
+    details = {
+        booking.case_id: {
+            "session": booking.session.code,
+            "seat": booking.seat_number,
+            "ticket": booking.ticket_number,
+        }
+        for booking in bookings
+    }
+    case_services.cases_schedule(actor=actor, details=details)
+    audit_record_many(
+        actor=actor,
+        events=[
+            event_for(
+                booking,
+                "booking.create",
+                to_state=booking.status,
+                changes={
+                    "booking": {
+                        "before": None,
+                        "after": {
+                            **details[booking.case_id],
+                            "case": booking.case_id,
+                            "components": [c.code for c in components],
+                        },
+                    }
+                },
+            )
+            for booking, (*_, components) in zip(bookings, seated, strict=True)
+        ],
+    )
+    return bookings
+
+
 @dataclass
 class AllocationSummary:
     allocated: list[dict] = field(default_factory=list)
@@ -285,42 +503,49 @@ def sessions_allocate(
         raise ValidationError({"sessions": ["本评价计划没有开放编排的场次"]})
     ordered = sorted(locked, key=lambda s: (s.date, s.start_time, s.code))
     covers = {s.pk: set(s.components.values_list("pk", flat=True)) for s in ordered}
-    used = {s.pk: Booking.objects.filter(ACTIVE_BOOKING, session=s).count() for s in ordered}
+    seats = _Seats(ordered)
 
     candidates = list(cases_awaiting_seat(plan).order_by("pk").values_list("pk", flat=True))
     summary = AllocationSummary()
-    for done, case_id in enumerate(candidates, start=1):
-        case = _lock_case(case_id)
-        components = case_exam_components(case)
-        needed = {c.pk for c in components}
-        covering = [s for s in ordered if needed <= covers[s.pk]]
-        with_room = [s for s in covering if used[s.pk] < s.capacity]
-        free = [s for s in with_room if not _clashing(case, s).exists()]
-        reason = ""
-        if not components:
-            reason = "没有需要参加考试的科目"
-        elif not covering:
-            reason = f"没有包含其应考科目（{_names(components)}）的场次"
-        elif not with_room:
-            reason = "包含其应考科目的场次均已满"
-        elif not free:
-            reason = "有空位的场次与考生的其他场次时间冲突"
-        if reason:
-            summary.unallocated.append({"case": case.pk, "reason": reason})
-        else:
-            session = free[0]
-            booking = _book(actor=actor, session=session, case=case, components=components)
-            used[session.pk] += 1
-            summary.allocated.append(
-                {
-                    "case": case.pk,
-                    "session": session.code,
-                    "seat": booking.seat_number,
-                    "ticket_number": booking.ticket_number,
-                }
-            )
+    done = 0
+    for start in range(0, len(candidates), ALLOCATE_CHUNK):
+        chunk = _lock_cases(candidates[start : start + ALLOCATE_CHUNK])
+        components_of = _exam_components_many(chunk)
+        clashes = _clashes_many(chunk, ordered)
+        seated: list[tuple[Case, ExamSession, int, list[Component]]] = []
+        for case in chunk:
+            components = components_of[case.pk]
+            needed = {c.pk for c in components}
+            covering = [s for s in ordered if needed <= covers[s.pk]]
+            with_room = [s for s in covering if seats.free(s)]
+            free = [s for s in with_room if s.pk not in clashes.get(case.pk, ())]
+            reason = ""
+            if not components:
+                reason = "没有需要参加考试的科目"
+            elif not covering:
+                reason = f"没有包含其应考科目（{_names(components)}）的场次"
+            elif not with_room:
+                reason = "包含其应考科目的场次均已满"
+            elif not free:
+                reason = "有空位的场次与考生的其他场次时间冲突"
+            if reason:
+                summary.unallocated.append({"case": case.pk, "reason": reason})
+            else:
+                seated.append((case, free[0], seats.take(free[0]), components))
+        bookings = _book_many(actor=actor, seats=seats, seated=seated)
+        summary.allocated += [
+            {
+                "case": booking.case_id,
+                "session": booking.session.code,
+                "seat": booking.seat_number,
+                "ticket_number": booking.ticket_number,
+            }
+            for booking in bookings
+        ]
         if progress is not None:
-            progress(done, len(candidates))
+            for _ in chunk:
+                done += 1
+                progress(done, len(candidates))
     audit_record(
         actor=actor,
         instance=plan,

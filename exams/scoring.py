@@ -35,19 +35,22 @@ entering user).
 
 import csv
 import io
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, prefetch_related_objects
 
 from audit.exceptions import DomainError, StateConflict
-from audit.services import Event, audit_record_many, event_for
-from cases.models import MarkingMode, PlanComponent
+from audit.services import Event, audit_record_bulk, audit_record_many, event_for
+from cases.models import CaseExemption, MarkingMode, PlanComponent
 from cases.roles import Role, has_role, require_role
 from catalog.models import Component
+from config.bulk import insert_rows
+from config.xlsx import open_workbook, sheet_rows
 
 from .models import (
     Booking,
@@ -180,6 +183,19 @@ def needs_arbitration(plan_component: PlanComponent, marks: dict[str, Decimal]) 
 
 
 @dataclass
+class _NewMark:
+    """A mark entered in a batch, inserted later with the others (`_Desk.flush`)."""
+
+    mark: Mark
+    reason: str
+    changes: dict
+    action: str = "mark.enter"
+
+    def event(self) -> Event:
+        return event_for(self.mark, self.action, reason=self.reason, changes=self.changes)
+
+
+@dataclass
 class _Desk:
     actor: object
     session: ExamSession
@@ -187,7 +203,10 @@ class _Desk:
     roles: set[str]
     # booking_id -> {slot: Mark} for the component, kept current as entries apply.
     marks: dict[int, dict[str, Mark]] = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)
+    events: list[Event | _NewMark] = field(default_factory=list)
+    # Batch entry (marks_enter): new marks are inserted in bulk by `flush`, their
+    # `mark.enter` events written once they have their ids.
+    deferred: bool = False
 
     @property
     def component(self) -> Component:
@@ -196,6 +215,14 @@ class _Desk:
     def load_marks(self, booking_ids: Iterable[int]) -> None:
         for mark in Mark.objects.filter(booking_id__in=list(booking_ids), component=self.component):
             self.marks.setdefault(mark.booking_id, {})[mark.slot] = mark
+
+    def flush(self) -> list[Event]:
+        """Insert the marks still waiting (deferred), then return the events in entry
+        order, each new mark's `mark.enter` with its id."""
+        waiting = [e.mark for e in self.events if isinstance(e, _NewMark)]
+        Mark.objects.bulk_create(waiting)
+        self.events = [e.event() if isinstance(e, _NewMark) else e for e in self.events]
+        return self.events
 
 
 def _lock_session(session: ExamSession) -> ExamSession:
@@ -326,6 +353,8 @@ def _apply(desk: _Desk, booking: Booking, score, slot: str | None, reason: str) 
     if existing is not None:
         if existing.score == value:
             return None
+        if existing.pk is None:  # entered earlier in this batch: insert it before changing
+            desk.flush()
         if not reason:
             raise _Refused("reason", "修改已录入的分数须填写理由")
         if slot in (MarkSlot.FIRST, MarkSlot.SECOND) and MarkSlot.ARBITRATION in desk.marks.get(
@@ -346,23 +375,25 @@ def _apply(desk: _Desk, booking: Booking, score, slot: str | None, reason: str) 
             )
         )
         return existing
-    mark = Mark.objects.create(
+    mark = Mark(
         booking=booking, component=desk.component, slot=slot, grader=desk.actor, score=value
     )
     desk.marks.setdefault(booking.pk, {})[slot] = mark
-    desk.events.append(
-        event_for(
-            mark,
-            "mark.enter",
-            reason=reason,
-            changes={
-                "booking": {"before": None, "after": booking.ticket_number},
-                "component": {"before": None, "after": desk.component.code},
-                "slot": {"before": None, "after": slot},
-                "score": {"before": None, "after": str(value)},
-            },
-        )
+    entered = _NewMark(
+        mark,
+        reason,
+        changes={
+            "booking": {"before": None, "after": booking.ticket_number},
+            "component": {"before": None, "after": desk.component.code},
+            "slot": {"before": None, "after": slot},
+            "score": {"before": None, "after": str(value)},
+        },
     )
+    if desk.deferred:
+        desk.events.append(entered)
+    else:
+        mark.save(force_insert=True)
+        desk.events.append(entered.event())
     return mark
 
 
@@ -431,6 +462,7 @@ def marks_enter(*, actor, session: ExamSession, component: Component | str, entr
     {"entered": n, "changed": n, "unchanged": n}. Locks the session row."""
     require_role(actor, Role.GRADER)
     desk = _open_desk(actor, session, component)
+    desk.deferred = True
     entries = [e if isinstance(e, MarkEntry) else MarkEntry(**e) for e in entries]
     if not entries:
         raise ValidationError({"marks": ["请至少录入一个分数"]})
@@ -474,11 +506,15 @@ def marks_enter(*, actor, session: ExamSession, component: Component | str, entr
             counts["entered"] += 1
     if errors:  # raising rolls back every entry already written
         raise MarkBatchError(errors)
-    audit_record_many(actor=actor, events=desk.events)
+    audit_record_many(actor=actor, events=desk.flush())
     return counts
 
 
 # Import --------------------------------------------------------------------------------
+
+# A legitimate score sheet unpacks to a few tens of MB; far more is a zip bomb.
+MAX_UNPACKED_BYTES = 400 * 1024 * 1024
+UNREADABLE_XLSX = "无法读取 XLSX 文件，请确认文件格式"
 
 
 @dataclass
@@ -487,20 +523,33 @@ class _Row:
     values: dict[str, object]
 
 
+def _xlsx_table(data: bytes) -> list[tuple[int, list]]:
+    """(row number, values) of the first sheet, read as openpyxl reads it
+    (config.xlsx); anything unreadable is one message for the whole file."""
+    refused = ScoreImportError([{"row": 0, "column": "", "message": UNREADABLE_XLSX}])
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise refused from None
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise refused
+    try:
+        workbook = open_workbook(data)
+        try:
+            return list(sheet_rows(workbook.worksheets[0]))
+        finally:
+            workbook.close()
+    except Exception:  # any unreadable workbook or sheet is one message
+        raise refused from None
+
+
 def _read_rows(data: bytes, name: str) -> tuple[list[str], list[_Row]]:
     """Header and data rows from an XLSX (first sheet) or CSV (UTF-8, BOM optional;
     GB18030 as exported by older exam systems is tried when UTF-8 fails)."""
     lower = (name or "").lower()
     if lower.endswith(".xlsx") or data[:2] == b"PK":
-        from openpyxl import load_workbook
-
-        try:
-            sheet = load_workbook(io.BytesIO(data), read_only=True, data_only=True).worksheets[0]
-        except Exception:  # any unreadable workbook is one message
-            raise ScoreImportError(
-                [{"row": 0, "column": "", "message": "无法读取 XLSX 文件，请确认文件格式"}]
-            ) from None
-        table = [list(r) for r in sheet.iter_rows(values_only=True)]
+        table = _xlsx_table(data)
     elif lower.endswith(".csv") or not lower:
         try:
             text = data.decode("utf-8-sig")
@@ -511,20 +560,20 @@ def _read_rows(data: bytes, name: str) -> tuple[list[str], list[_Row]]:
                 raise ScoreImportError(
                     [{"row": 0, "column": "", "message": "CSV 文件须为 UTF-8 编码"}]
                 ) from None
-        table = list(csv.reader(io.StringIO(text)))
+        table = list(enumerate(csv.reader(io.StringIO(text)), start=1))
     else:
         raise ScoreImportError(
             [{"row": 0, "column": "", "message": "仅支持 XLSX 或 CSV 格式的成绩文件"}]
         )
     if not table:
         raise ScoreImportError([{"row": 1, "column": "", "message": "文件为空"}])
-    header = [str(h).strip() if h is not None else "" for h in table[0]]
+    header = [str(h).strip() if h is not None else "" for h in table[0][1]]
     rows = []
-    for offset, cells in enumerate(table[1:], start=2):
+    for number, cells in table[1:]:
         if all(c is None or str(c).strip() == "" for c in cells):
             continue
         rows.append(
-            _Row(offset, {h: (cells[i] if i < len(cells) else None) for i, h in enumerate(header)})
+            _Row(number, {h: (cells[i] if i < len(cells) else None) for i, h in enumerate(header)})
         )
     return header, rows
 
@@ -537,18 +586,116 @@ def _text(value) -> str:
     return str(value).strip()
 
 
+class _PendingMark:
+    """A mark the import will insert: what the slot rules read of a Mark (grader_id,
+    score) while the rest of the file is checked."""
+
+    __slots__ = ("booking", "component", "event", "grader_id", "score", "slot")
+
+    def __init__(self, booking: Booking, component: Component, slot: str, grader_id, score):
+        self.booking = booking
+        self.component = component
+        self.slot = slot
+        self.grader_id = grader_id
+        self.score = score
+        self.event: Event | None = None
+
+
+class _Roster:
+    """What _check_booking reads of the session's bookings, fetched in three queries
+    for the whole file instead of model instances per booking and component: tickets,
+    the components each booking sits, each case's exemptions."""
+
+    def __init__(self, session: ExamSession, tickets: set[str]):
+        self.session = session
+        self.bookings = {
+            b.ticket_number.upper(): b for b in Booking.objects.filter(session=session)
+        }
+        # Tickets of other sessions, named in their own message.
+        others = sorted(t for t in tickets if t and t not in self.bookings)
+        for start in range(0, len(others), 900):
+            chunk = others[start : start + 900]
+            for b in Booking.objects.filter(ticket_number__in=chunk).select_related("session"):
+                self.bookings.setdefault(b.ticket_number.upper(), b)
+        self.prefetched: set[int] = set()
+        self.sits: dict[int, set[int]] = {}
+        for booking_id, component_id in Booking.components.through.objects.filter(
+            booking__session=session
+        ).values_list("booking_id", "component_id"):
+            self.sits.setdefault(booking_id, set()).add(component_id)
+        self.exempt: dict[int, dict[int, int]] = {}
+        for case_id, component_id, row in CaseExemption.objects.filter(
+            case__bookings__session=session
+        ).values_list("case_id", "component_id", "row"):
+            self.exempt.setdefault(case_id, {})[component_id] = row
+
+    def check(self, desk: _Desk, booking: Booking) -> None:
+        """_check_booking's rules and messages, from the maps above."""
+        if booking.session_id != desk.session.pk:
+            raise _Refused("booking", f"准考证号 {booking.ticket_number} 不属于本场次")
+        if booking.status != BookingStatus.CHECKED_IN:
+            raise _Refused(
+                "booking",
+                f"准考证号 {booking.ticket_number} 的状态为「{booking.get_status_display()}」，"
+                "不能评分",
+                kind="state",
+            )
+        component = desk.component
+        row = self.exempt.get(booking.case_id, {}).get(component.pk)
+        if row is not None:
+            raise _Refused(
+                "component", f"考生免考「{component.name}」（互认序号 {row}），不能录入成绩"
+            )
+        if component.pk not in self.sits.get(booking.pk, ()):
+            raise _Refused("component", f"考生本场不考「{component.name}」，不能录入成绩")
+
+    def prefetch_for_changes(self, desk: _Desk) -> None:
+        """What _apply (through _check_booking) reads of a booking: fetched once per
+        component for the bookings that already have marks, when the file first changes
+        one (a re-import with corrections)."""
+        if desk.component.pk in self.prefetched:
+            return
+        self.prefetched.add(desk.component.pk)
+        marked = [b for b in self.bookings.values() if b.pk in desk.marks]
+        prefetch_related_objects(marked, "components", "case__exemptions")
+
+
+def _insert_marks(session: ExamSession, new: list[_PendingMark]) -> None:
+    """Insert the new marks in one go (config.bulk), then give each its mark.enter event
+    its primary key: the session row is locked, so the session's marks read back are
+    those already there and these."""
+    if not new:
+        return
+    insert_rows(
+        Mark,
+        ["booking_id", "component_id", "slot", "grader_id", "score"],
+        ((m.booking.pk, m.component.pk, str(m.slot), m.grader_id, m.score) for m in new),
+    )
+    ids = {
+        (booking_id, component_id, slot): pk
+        for booking_id, component_id, slot, pk in Mark.objects.filter(
+            booking__session=session
+        ).values_list("booking_id", "component_id", "slot", "pk")
+    }
+    for mark in new:
+        mark.event.object_id = str(ids[(mark.booking.pk, mark.component.pk, str(mark.slot))])
+
+
 @transaction.atomic(durable=True)
 def scores_import(*, actor, session: ExamSession, file, name: str = "", reason: str = "") -> dict:
     """Import marks for `session` from an XLSX or CSV file (`file`: bytes or a file
     object; `name` its original name). Columns 准考证号, 科目代码, 分数, optional 评次.
 
     All-or-nothing: every row is checked (unknown tickets, tickets of another session,
-    duplicate rows, unknown, unexamined or exempt components, bad or out-of-range
-    scores, the slot rules of `mark_enter`, changes without `reason`), and any problem
-    raises ScoreImportError with the list of {"row", "column", "message"} in Chinese,
-    writing nothing. Who may import: see the module docstring. Locks the session row;
-    each mark is audited as by `mark_enter`, and the import itself as
-    `session.scores_import`. Returns {"rows", "entered", "changed", "unchanged"}."""
+    duplicate rows, two rows for the same mark, unknown, unexamined or exempt
+    components, bad or out-of-range scores, the slot rules of `mark_enter`, changes
+    without `reason`), and any problem raises ScoreImportError with the list of
+    {"row", "column", "message"} in Chinese, writing nothing. Who may import: see the
+    module docstring. Locks the session row; each mark is audited as by `mark_enter`,
+    and the import itself as `session.scores_import`. New marks are inserted together
+    once the whole file has passed (tens of thousands of rows take seconds,
+    bench/bench_scores.py); a changed mark is written as by `mark_enter`. Returns
+    {"rows", "entered", "changed", "unchanged"}."""
     require_role(actor, Role.GRADER, Role.COORDINATOR)
     session = _lock_session(session)
     _require_marking(session)
@@ -595,22 +742,18 @@ def scores_import(*, actor, session: ExamSession, file, name: str = "", reason: 
                 )
             )
             raise _Refused(COL_COMPONENT, refused_components[code])
-        desks[code] = _Desk(actor=actor, session=session, plan_component=pc, roles=roles)
-        desks[code].load_marks(session_booking_ids)
-        return desks[code]
+        desk = desks[code] = _Desk(actor=actor, session=session, plan_component=pc, roles=roles)
+        # The session's marks of this component (the session row is locked).
+        for mark in Mark.objects.filter(booking__session=session, component=pc.component):
+            desk.marks.setdefault(mark.booking_id, {})[mark.slot] = mark
+        return desk
 
-    tickets = {_text(r.values.get(COL_TICKET)).upper() for r in rows}
-    bookings = {
-        b.ticket_number.upper(): b
-        for b in Booking.objects.filter(ticket_number__in=[t for t in tickets if t])
-        .select_related("case", "session")
-        .prefetch_related("components", "case__exemptions")
-    }
-    session_booking_ids = [b.pk for b in bookings.values() if b.session_id == session.pk]
-
+    roster = _Roster(session, {_text(r.values.get(COL_TICKET)).upper() for r in rows})
     errors: list[dict] = []
     counts = {"rows": len(rows), "entered": 0, "changed": 0, "unchanged": 0}
     seen: dict[tuple, int] = {}
+    marked: dict[tuple, int] = {}  # (booking, component, slot as resolved) -> row
+    new: list[_PendingMark] = []
     column_of = {"booking": COL_TICKET, "component": COL_COMPONENT, "score": COL_SCORE}
     column_of.update({"slot": COL_SLOT, "reason": COL_SCORE, COL_TICKET: COL_TICKET})
     for row in rows:
@@ -620,7 +763,7 @@ def scores_import(*, actor, session: ExamSession, file, name: str = "", reason: 
         try:
             if not ticket:
                 raise _Refused(COL_TICKET, "准考证号为空")
-            booking = bookings.get(ticket)
+            booking = roster.bookings.get(ticket)
             if booking is None:
                 raise _Refused(COL_TICKET, f"准考证号 {ticket} 不存在")
             if booking.session_id != session.pk:
@@ -643,8 +786,24 @@ def scores_import(*, actor, session: ExamSession, file, name: str = "", reason: 
                 raise _Refused(COL_TICKET, f"与第 {seen[key]} 行重复（同一准考证号、科目、评次）")
             seen[key] = row.number
             desk = desk_for(code)
-            before = len(desk.events)
-            mark = _apply(desk, booking, row.values.get(COL_SCORE), slot, reason)
+            roster.check(desk, booking)
+            value = parse_score(row.values.get(COL_SCORE), desk.plan_component.max_score)
+            slot = _resolve_slot(desk, booking, slot)
+            # One mark per row: a second row reaching the same mark (评次 left empty on
+            # one, given on the other) is a duplicate too, not a silent overwrite.
+            first = marked.setdefault((booking.pk, code, slot), row.number)
+            if first != row.number:
+                raise _Refused(COL_TICKET, f"与第 {first} 行重复（同一准考证号、科目、评次）")
+            if slot in desk.marks.get(booking.pk, {}):
+                # A mark already entered: mark_enter's rules for a change, written now.
+                roster.prefetch_for_changes(desk)
+                before = len(desk.events)
+                mark = _apply(desk, booking, row.values.get(COL_SCORE), slot, reason)
+                if mark is None:
+                    counts["unchanged"] += 1
+                elif desk.events[before].action == "mark.change":
+                    counts["changed"] += 1
+                continue
         except _Refused as refused:
             errors.append(
                 {
@@ -654,14 +813,28 @@ def scores_import(*, actor, session: ExamSession, file, name: str = "", reason: 
                 }
             )
             continue
-        if mark is None:
-            counts["unchanged"] += 1
-        elif desk.events[before].action == "mark.change":
-            counts["changed"] += 1
-        else:
-            counts["entered"] += 1
+        mark = _PendingMark(booking, desk.component, slot, actor.pk, value)
+        desk.marks.setdefault(booking.pk, {})[slot] = mark
+        # mark_enter's event; its object id is known once the mark is inserted.
+        mark.event = Event(
+            action="mark.enter",
+            object_type=Mark._meta.label_lower,
+            object_id="",
+            object_repr=f"{booking.ticket_number} {desk.component.code} {slot} {value}"[:200],
+            reason=reason.strip(),
+            changes={
+                "booking": {"before": None, "after": booking.ticket_number},
+                "component": {"before": None, "after": desk.component.code},
+                "slot": {"before": None, "after": slot},
+                "score": {"before": None, "after": str(value)},
+            },
+        )
+        desk.events.append(mark.event)
+        new.append(mark)
+        counts["entered"] += 1
     if errors:  # raising rolls back every row already written
         raise ScoreImportError(errors)
+    _insert_marks(session, new)
     events = [e for d in desks.values() for e in d.events]
     events.append(
         event_for(
@@ -671,5 +844,5 @@ def scores_import(*, actor, session: ExamSession, file, name: str = "", reason: 
             changes={"import": {"before": None, "after": {"file": name, **counts}}},
         )
     )
-    audit_record_many(actor=actor, events=events)
+    audit_record_bulk(actor=actor, events=events)
     return counts

@@ -714,9 +714,10 @@ def grading_sessions(request):
     """ "My sessions": only those the grader is assigned to, with a grid link per
     component (a chief grader without a component covers all of them)."""
     by_session: dict[int, dict] = {}
-    for staff in _assignments(request.user).order_by(
-        "-session__date", "session__start_time", "session__code"
-    ):
+    # A chief grader without a component covers every component of the session: the
+    # components of all sessions come in one query (sorted here, so the prefetch holds).
+    assignments = _assignments(request.user).prefetch_related("session__components")
+    for staff in assignments.order_by("-session__date", "session__start_time", "session__code"):
         entry = by_session.setdefault(
             staff.session_id, {"session": staff.session, "components": {}, "roles": set()}
         )
@@ -724,7 +725,7 @@ def grading_sessions(request):
         components = (
             [staff.component]
             if staff.component is not None
-            else list(staff.session.components.order_by("pk"))
+            else sorted(staff.session.components.all(), key=lambda c: c.pk)
         )
         for component in components:
             entry["components"][component.code] = component

@@ -9,12 +9,19 @@ officer how many were.
 
 import io
 import re
+import shutil
+import subprocess
+import tempfile
 import zipfile
 from collections.abc import Iterable
+from pathlib import Path
 
+from django.conf import settings
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404
-from pypdf import PdfReader, PdfWriter
+from django.http import FileResponse, Http404, HttpResponse
+from pypdf import PdfWriter
+
+from config.downloads import accel_redirect_response
 
 from .models import Certificate
 
@@ -39,11 +46,23 @@ def pdf_filename(certificate: Certificate) -> str:
     return f"certificate-{certificate.pk}.pdf"
 
 
-def pdf_response(certificate: Certificate) -> FileResponse:
+def pdf_response(certificate: Certificate) -> HttpResponse:
     """The stored, signed PDF as an attachment; Http404 with a message the officer can
-    act on while it is not rendered yet."""
+    act on while it is not rendered yet. Behind nginx (PROTECTED_MEDIA_PREFIX set) an
+    empty response with X-Accel-Redirect: nginx sends the same bytes."""
     if not has_pdf(certificate):
         raise Http404(PDF_NOT_READY)
+    if settings.PROTECTED_MEDIA_PREFIX:
+        # A stat here keeps the officer's message for a lost file (nginx would answer a
+        # bare 404 of its own).
+        if not default_storage.exists(certificate.pdf):
+            raise Http404(PDF_MISSING)
+        return accel_redirect_response(
+            certificate.pdf,
+            content_type="application/pdf",
+            filename=pdf_filename(certificate),
+            as_attachment=True,
+        )
     try:
         handle = default_storage.open(certificate.pdf, "rb")
     except FileNotFoundError:
@@ -103,16 +122,30 @@ def certificates_print_file(certificates: Iterable[Certificate]) -> bytes:
     annotations are left out rather than copied as broken signatures; the signed
     originals are the single PDFs and the ZIP."""
     ready, _skipped = with_pdf(certificates)
-    writer = PdfWriter()
-    for certificate in ready:
-        writer.append(
-            PdfReader(io.BytesIO(_read(certificate))),
-            import_outline=False,
-            excluded_fields=["/Annots", "/B"],
+    if not ready:
+        return b""
+    # poppler's pdfunite (Debian poppler-utils, installed by `make debs`) copies pages
+    # object by object, keeping each page's own resources; pypdf's page cloning trips
+    # over the compact hand-written page objects of our certificate files.
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for index, certificate in enumerate(ready):
+            path = Path(folder) / f"{index:05d}.pdf"
+            path.write_bytes(_read(certificate))
+            paths.append(str(path))
+        merged = Path(folder) / "print.pdf"
+        subprocess.run(  # noqa: S603 (fixed tool, our own temporary files)
+            [shutil.which("pdfunite") or "pdfunite", *paths, str(merged)],
+            check=True,
+            capture_output=True,
+            timeout=300,
         )
-    # pypdf still clones each source's /AcroForm (with /SigFlags) even with no fields
-    # left; drop it so no viewer looks for signatures in the print file.
-    writer.root_object.pop("/AcroForm", None)
-    buffer = io.BytesIO()
-    writer.write(buffer)
-    return buffer.getvalue()
+        # No signature survives a merge: drop the form (an incremental update, which
+        # copies no page) so no viewer looks for signatures in the print file.
+        writer = PdfWriter(io.BytesIO(merged.read_bytes()), incremental=True)
+        writer.root_object.pop("/AcroForm", None)
+        for page in writer.pages:
+            page.pop("/Annots", None)
+        buffer = io.BytesIO()
+        writer.write(buffer)
+        return buffer.getvalue()

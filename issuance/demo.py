@@ -98,10 +98,11 @@ def ensure_issuers() -> list[Issuer]:
     return [issuer for issuer, _ in issuers]
 
 
-def build(*, case_ids: list[int], progress=None) -> IssuanceResult:
+def build(*, case_ids: list[int], progress=None, issuers=None) -> IssuanceResult:
     """Open, approve and issue every certificate the passed cases of `case_ids` earned,
-    each issuer's officer acting on their own queue, in batches of BATCH."""
-    result = IssuanceResult(issuers=ensure_issuers())
+    each issuer's officer acting on their own queue, in batches of BATCH. `issuers`:
+    those of `ensure_issuers()` when already made."""
+    result = IssuanceResult(issuers=issuers or ensure_issuers())
     result.opened = len(services.certificates_open(case_ids=case_ids))
     for issuer in result.issuers:
         officer = IssuerOfficer.objects.filter(issuer=issuer).select_related("user").first()

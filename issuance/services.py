@@ -182,21 +182,25 @@ def _locked(certificate: Certificate, actor, name: str) -> Certificate:
         .select_related("issuer", "qualification_type__department", "occupation", "case")
         .get(pk=certificate.pk)
     )
-    # Scope before state: another issuer's officer learns nothing about the certificate.
-    if not is_issuer_officer(locked, actor):
+    _check(locked, actor, name)
+    return locked
+
+
+def _check(certificate: Certificate, actor, name: str) -> None:
+    """Scope before state: another issuer's officer learns nothing about the
+    certificate. PermissionDenied or StateConflict."""
+    if not is_issuer_officer(certificate, actor):
         raise PermissionDenied("只能办理本机构的证书")
-    method = getattr(locked, name)
-    if not can_proceed(method):
+    if not can_proceed(getattr(certificate, name)):
         target = next(
-            (t.target for t in locked.get_all_status_transitions() if t.name == name), None
+            (t.target for t in certificate.get_all_status_transitions() if t.name == name), None
         )
         label = CertificateStatus(target).label if target else name
         raise StateConflict(
-            f"证书当前状态为「{locked.get_status_display()}」，不能变为「{label}」",
-            current_state=locked.status,
+            f"证书当前状态为「{certificate.get_status_display()}」，不能变为「{label}」",
+            current_state=certificate.status,
             target_state=target,
         )
-    return locked
 
 
 def _audit(actor, certificate: Certificate, name: str, from_state: str, reason="", changes=None):
@@ -251,12 +255,14 @@ def certificate_approve(*, actor, certificate: Certificate) -> Certificate:
     return _approve(actor, certificate)
 
 
-def _issue(actor, certificate: Certificate, on: date) -> Certificate:
-    certificate = _locked(certificate, actor, "issue")
+def _issue_fields(certificate: Certificate, on: date) -> dict:
+    """What issuing `certificate` on `on` sets besides who and when: the number (takes
+    a serial: inside the issuing transaction only), a random verification code, the
+    validity and review dates. ValidationError when the issuer's filing does not cover
+    it or no number can be made."""
     problem = certificate.issuer.filing_problem(on, certificate.occupation_id, certificate.level)
     if problem:
         raise ValidationError({"issuer": [problem]})
-    from_state = certificate.status
     if certificate.kind == CertificateKind.SKILL:
         valid_until, review_due = None, None  # 职业技能等级证书 has no fixed expiry
     else:
@@ -264,16 +270,19 @@ def _issue(actor, certificate: Certificate, on: date) -> Certificate:
         valid_until, review_due = qtype.expiry_for(on), qtype.review_due_for(on)
     number = certificate_number(certificate, on)
     _refuse_second_valid(certificate, number, on)
-    certificate.issue(
-        by=actor,
-        at=timezone.now(),
-        number=number,
+    return {
+        "number": number,
         # 96 random bits, URL-safe: the QR link cannot be guessed (issue 4: ≥ 64 bits).
-        verification_code=secrets.token_urlsafe(12),
-        issued_on=on,
-        valid_until=valid_until,
-        review_due=review_due,
-    )
+        "verification_code": secrets.token_urlsafe(12),
+        "valid_until": valid_until,
+        "review_due": review_due,
+    }
+
+
+def _issue(actor, certificate: Certificate, on: date) -> Certificate:
+    certificate = _locked(certificate, actor, "issue")
+    from_state = certificate.status
+    certificate.issue(by=actor, at=timezone.now(), issued_on=on, **_issue_fields(certificate, on))
     certificate.save()
     _audit(
         actor,
@@ -369,28 +378,71 @@ def certificate_revoke(
     return certificate
 
 
-def _batch(actor, certificates, step) -> list[Certificate]:
-    # Lock every case of the batch first, in primary-key order: taking them one by one
-    # after the first certificate's audit event (chain head lock) would invert the lock
-    # order of a single transition on the next case, and deadlock.
+def _named(certificate: Certificate, exc: Exception) -> Exception:
+    """`exc` again, naming the certificate so the officer sees which one stopped the
+    batch; not the holder of another issuer's certificate."""
+    who = "" if isinstance(exc, PermissionDenied) else f"（{certificate.masked_name}）"
+    return type(exc)(f"证书 #{certificate.pk}{who}：{_message(exc)}")
+
+
+def _locked_batch(actor, certificates, name: str) -> list[Certificate]:
+    """Lock every case of the batch, then every certificate, each in one query in
+    primary-key order, and check each certificate as `_locked` does (scope, then
+    state); returns them in (case, pk) order, the order serials are taken in.
+
+    Every case is locked before the first audit event: taking them one by one after
+    the first certificate's event (chain head lock) would invert the lock order of a
+    single transition on the next case, and deadlock."""
     require_role(actor, Role.ISSUER_OFFICER)
+    ids = {c.pk for c in certificates}
     list(
         Case.objects.select_for_update()
         .filter(pk__in={c.case_id for c in certificates})
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    done = []
-    for certificate in sorted(certificates, key=lambda c: (c.case_id, c.pk)):
+    locked = list(
+        Certificate.objects.select_for_update(of=("self",))
+        .select_related("issuer", "qualification_type__department", "occupation", "case")
+        .prefetch_related("issuer__scopes")
+        .filter(pk__in=ids)
+        .order_by("case_id", "pk")
+    )
+    if len(locked) != len(ids):
+        missing = sorted(ids - {c.pk for c in locked})
+        raise ValidationError({"certificates": [f"证书 #{pk} 不存在" for pk in missing]})
+    for certificate in locked:
         try:
-            done.append(step(certificate))
-        except (ValidationError, StateConflict, PermissionDenied) as exc:
-            # Name the certificate so the officer sees which one stopped the batch.
-            # Name the certificate so the officer sees which one stopped the batch; not
-            # the holder of another issuer's certificate.
-            who = "" if isinstance(exc, PermissionDenied) else f"（{certificate.masked_name}）"
-            raise type(exc)(f"证书 #{certificate.pk}{who}：{_message(exc)}") from exc
-    return done
+            _check(certificate, actor, name)
+        except (StateConflict, PermissionDenied) as exc:
+            raise _named(certificate, exc) from exc
+    return locked
+
+
+def _complete_cases_if_settled(actor, case_ids: set[int]) -> list[int]:
+    """`_complete_case_if_settled` for many (already locked) cases in a few queries;
+    returns the ids of the cases this call completed."""
+    rows: dict[int, list[tuple[str, str]]] = {}
+    for case_id, kind, status in Certificate.objects.filter(case_id__in=case_ids).values_list(
+        "case_id", "kind", "status"
+    ):
+        rows.setdefault(case_id, []).append((kind, status))
+    settled = []
+    for case_id, certificates in rows.items():
+        states = {status for _, status in certificates}
+        if not states & set(OPEN_STATES) and CertificateStatus.ISSUED in states:
+            settled.append(case_id)
+    earned = certificates_earned(settled)
+    # A certificate earned but not opened yet (no issuer then) is still owed.
+    owed_nothing = [pk for pk in settled if earned[pk] <= {kind for kind, _ in rows[pk]}]
+    passed = list(
+        Case.objects.filter(pk__in=owed_nothing, status=CaseStatus.PASSED).values_list(
+            "pk", flat=True
+        )
+    )
+    if passed:
+        case_services.cases_complete(actor=actor, cases=passed)
+    return passed
 
 
 def _message(exc) -> str:
@@ -401,17 +453,60 @@ def _message(exc) -> str:
 
 @transaction.atomic(durable=True)
 def certificates_approve(*, actor, certificates: list[Certificate]) -> list[Certificate]:
-    """Approve several certificates in one transaction: all or none."""
-    return _batch(actor, certificates, lambda c: _approve(actor, c))
+    """Approve several certificates in one transaction, all or none, each as
+    `certificate_approve` does one: the first that may not be approved (another
+    issuer's: 403; wrong state: 409) is named and stops the batch. Locks the cases,
+    then the certificates, each in one query; one `certificate.approve` event each."""
+    locked = _locked_batch(actor, certificates, "approve")
+    now = timezone.now()
+    events = []
+    for certificate in locked:
+        from_state = certificate.status
+        certificate.approve(by=actor, at=now)
+        certificate.save()
+        events.append(
+            event_for(
+                certificate,
+                "certificate.approve",
+                from_state=from_state,
+                to_state=certificate.status,
+            )
+        )
+    audit_record_many(actor=actor, events=events)
+    return locked
 
 
 @transaction.atomic(durable=True)
 def certificates_issue(
     *, actor, certificates: list[Certificate], on: date | None = None
 ) -> list[Certificate]:
-    """Issue several approved certificates in one transaction: all or none, serials in
-    case order."""
+    """Issue several approved certificates in one transaction, all or none, each as
+    `certificate_issue` does one (filing checked, number and verification code
+    assigned, serials in case order); the first that cannot be issued is named and
+    stops the batch. Locks the cases, then the certificates, each in one query; one
+    `certificate.issue` event each; completes the cases left owing nothing
+    (cases.services.cases_complete). Renders the PDFs after commit, in batches."""
     on = on or timezone.localdate()
-    issued = _batch(actor, certificates, lambda c: _issue(actor, c, on))
-    transaction.on_commit(lambda: _dispatch_render([c.pk for c in issued]))
-    return issued
+    locked = _locked_batch(actor, certificates, "issue")
+    now = timezone.now()
+    events = []
+    for certificate in locked:
+        from_state = certificate.status
+        try:
+            certificate.issue(by=actor, at=now, issued_on=on, **_issue_fields(certificate, on))
+        except ValidationError as exc:
+            raise _named(certificate, exc) from exc
+        certificate.save()
+        events.append(
+            event_for(
+                certificate,
+                "certificate.issue",
+                from_state=from_state,
+                to_state=certificate.status,
+                changes={"number": {"before": None, "after": certificate.masked_number}},
+            )
+        )
+    audit_record_many(actor=actor, events=events)
+    _complete_cases_if_settled(actor, {c.case_id for c in locked})
+    transaction.on_commit(lambda: _dispatch_render([c.pk for c in locked]))
+    return locked

@@ -33,14 +33,27 @@ def certificate_render(certificate_id: int) -> bool:
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
-def certificate_render_sweep() -> int:
-    """Re-dispatch rendering for issued certificates that still have no PDF (the on-commit
-    dispatch died with its process, or a worker was killed mid-render)."""
+def certificate_render_sweep(
+    older_than_seconds: int = 120, partials_older_than_seconds: int | None = None
+) -> int:
+    """Re-dispatch rendering for issued certificates that still have no PDF, issued at
+    least `older_than_seconds` ago (the on-commit dispatch died with its process, or a
+    worker was killed mid-render), in batches as batch issuance does; and delete the
+    files killed runs staged but never claimed (issuance.pdf.pdf_partials_remove).
+    Returns how many certificates were re-dispatched."""
+    from .pdf import PARTIAL_MAX_AGE, pdf_partials_remove
     from .selectors import certificates_missing_pdf
+    from .services import RENDER_BATCH
 
-    ids = certificates_missing_pdf()
-    for certificate_id in ids:
-        certificate_render.delay(certificate_id)
+    if partials_older_than_seconds is None:
+        partials_older_than_seconds = PARTIAL_MAX_AGE
+    pdf_partials_remove(older_than_seconds=partials_older_than_seconds)
+    ids = certificates_missing_pdf(older_than_seconds=older_than_seconds)
+    if len(ids) == 1:
+        certificate_render.delay(ids[0])
+    else:
+        for start in range(0, len(ids), RENDER_BATCH):
+            certificates_render.delay(ids[start : start + RENDER_BATCH])
     return len(ids)
 
 

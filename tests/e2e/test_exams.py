@@ -57,7 +57,9 @@ def test_grader_keys_scores_into_the_grid_and_saves(page: Page, marking):
     expect(page.get_by_role("heading", name="评分 · E2E1 · 理论考试")).to_be_visible()
 
     # The first empty score has the focus; Enter and ArrowDown move down, ArrowUp back
-    # up; Enter on the last row saves the batch. No mouse.
+    # up; Enter on the last row saves the batch. No mouse. (The grid's script sets the
+    # focus once loaded: keys typed before that would be lost on a slow machine.)
+    page.wait_for_function("document.activeElement && document.activeElement.tagName === 'INPUT'")
     page.keyboard.type("72")
     page.keyboard.press("Enter")
     page.keyboard.type("9")

@@ -350,3 +350,80 @@ def test_api_import_refuses_other_roles(marking):
     reviewer = UserFactory(username="reviewer", roles=["reviewer"])
     response = post(reviewer, marking, csv_file([(marking["first"], "theory", 88)]))
     assert response.status_code == 403
+
+
+# Bulk path (bench/bench_scores.py) -------------------------------------------------------
+
+
+def test_two_rows_reaching_the_same_mark_are_refused(marking, graders):
+    # 评次 left empty on one row and given on the other: both are the single mark.
+    data = csv_file(
+        [(marking["first"], "theory", 88, ""), (marking["first"], "theory", 86, "单评")],
+        [*HEADER, "评次"],
+    )
+    assert refused(graders["theory1"], marking, data) == [
+        {"row": 3, "column": "准考证号", "message": "与第 2 行重复（同一准考证号、科目、评次）"}
+    ]
+
+
+def test_imported_marks_are_audited_as_mark_enter_audits_them(marking, graders):
+    from django.core.management import call_command
+
+    from exams.models import Booking
+
+    scoring.mark_enter(
+        actor=graders["theory1"],
+        booking=Booking.objects.get(ticket_number=marking["second"]),
+        component="theory",
+        score="79.5",
+    )
+    run(graders["theory1"], marking, csv_file([(marking["first"], "theory", "88")]))
+
+    entered, imported = AuditEvent.objects.filter(action="mark.enter").order_by("seq")
+    mark = Mark.objects.get(booking__ticket_number=marking["first"])
+    assert (imported.object_type, imported.object_id) == ("exams.mark", str(mark.pk))
+    assert imported.object_repr == f"{marking['first']} theory single 88.0" == str(mark)
+    assert imported.actor == graders["theory1"]
+    assert sorted(imported.changes) == sorted(entered.changes)
+    assert imported.changes == {
+        "booking": {"before": None, "after": marking["first"]},
+        "component": {"before": None, "after": "theory"},
+        "slot": {"before": None, "after": "single"},
+        "score": {"before": None, "after": "88.0"},
+    }
+    assert (mark.score, mark.grader, mark.slot) == (Decimal("88.0"), graders["theory1"], "single")
+    call_command("audit_verify")
+
+
+def test_a_reimport_enters_new_marks_and_changes_entered_ones_in_one_go(marking, graders):
+    run(graders["theory1"], marking, csv_file([(marking["first"], "theory", 70)]))
+    data = csv_file([(marking["second"], "theory", 81), (marking["first"], "theory", 75)])
+
+    counts = run(graders["theory1"], marking, data, reason="机考系统重新判分")
+
+    assert counts == {"rows": 2, "entered": 1, "changed": 1, "unchanged": 0}
+    marks = Mark.objects.values_list("booking__ticket_number", "score")
+    assert sorted(marks) == sorted(
+        [(marking["first"], Decimal("75.0")), (marking["second"], Decimal("81.0"))]
+    )
+    last = list(AuditEvent.objects.order_by("-seq").values_list("action", "reason")[:3])
+    assert last == [
+        ("session.scores_import", "机考系统重新判分"),
+        ("mark.change", "机考系统重新判分"),
+        ("mark.enter", "机考系统重新判分"),
+    ]
+
+
+def test_a_broken_workbook_is_refused(marking, graders):
+    data = xlsx_file([(marking["first"], "theory", 91)])
+    assert refused(graders["theory1"], marking, data[: len(data) // 2], name="a.xlsx") == [
+        {"row": 0, "column": "", "message": "无法读取 XLSX 文件，请确认文件格式"}
+    ]
+
+
+def test_a_workbook_that_unpacks_too_large_is_refused(marking, graders, monkeypatch):
+    monkeypatch.setattr(scoring, "MAX_UNPACKED_BYTES", 10_000)
+    data = xlsx_file([(marking["first"], "theory", 91)] * 200)
+    assert refused(graders["theory1"], marking, data, name="a.xlsx") == [
+        {"row": 0, "column": "", "message": "无法读取 XLSX 文件，请确认文件格式"}
+    ]

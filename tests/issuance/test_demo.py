@@ -25,7 +25,20 @@ def test_demo_drives_cases_through_review_and_ends_with_a_json_summary(capsys):
     # Eligible cases went on through the exams stage and were published.
     assert summary["cases"].get("eligible", 0) == 0
     assert summary["cases"]["completed"] + summary["cases"].get("failed", 0) >= 8
-    assert set(summary) == {"candidates", "cases", "certificates", "pdfs", "seconds"}
+    assert set(summary) == {"candidates", "cases", "certificates", "pdfs", "seconds", "stages"}
+    # Wall time per stage, in pipeline order; eager Celery renders the PDFs inside the
+    # issuing commits, and that time is reported as its own stage.
+    assert list(summary["stages"]) == [
+        "registration",
+        "scheduling",
+        "check_in",
+        "marking",
+        "review",
+        "issuance",
+        "pdf",
+    ]
+    assert min(summary["stages"].values()) >= 0
+    assert summary["stages"]["pdf"] > 0
     # Every certificate a passed case earned was issued, each with its signed PDF, and
     # every passed case completed.
     assert summary["cases"].get("passed", 0) == 0

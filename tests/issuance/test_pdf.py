@@ -13,7 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
+from django.core.files.storage import FileSystemStorage, Storage, default_storage
 from django.core.management import CommandError, call_command
 from PIL import Image
 
@@ -22,10 +22,13 @@ from cases.models import Candidate
 from issuance import services
 from issuance.models import Certificate
 from issuance.pdf import (
+    _claim,
+    _stage,
     _store,
     certificate_pdf_store,
     certificates_pdf_store,
     pdf_name,
+    pdf_partials_remove,
     pdf_signature_status,
     render_certificate,
     sign_pdf,
@@ -93,8 +96,9 @@ def stored_pdf(certificate: Certificate) -> bytes:
 
 
 def stored_files(tmp_path) -> list[str]:
+    """Every file under media/certificates/, staged ones (.partial/) included."""
     root = tmp_path / "media"
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*.pdf"))
+    return sorted(str(p.relative_to(root)) for p in root.glob("certificates/**/*") if p.is_file())
 
 
 def run(tool: str, *args: str) -> str:
@@ -179,19 +183,115 @@ def test_a_crashed_attempts_file_is_replaced_under_the_same_name(officers, tmp_p
     assert stored_files(tmp_path) == [pdf_name(certificate)]
 
 
-def test_a_run_that_loses_the_race_leaves_file_and_checksum_matching(officers, tmp_path):
+def test_a_run_that_loses_the_race_deletes_only_its_own_staged_file(officers, tmp_path):
     certificate = issued(officers, ["王垚"])[0]
-    # A second run renders while the first is still working...
-    late = sign_pdf(render_certificate(certificate), certificate.issuer)
+    # A second run stages its file while the first is still working (its own bytes,
+    # told apart from the first run's)...
+    late = b"%PDF-1.7 the second run's rendering"
+    staged = _stage(certificate, late)
+    assert staged.startswith(f"certificates/mem-14/.partial/{certificate.pk:08d}-")
     assert certificate_pdf_store(certificate.pk) is True
-    # ...and stores after the first recorded: it replaced the file under the same name,
-    # so the row must now describe the second run's bytes.
-    assert _store(certificate, late) is False
-    assert stored_pdf(certificate) == late
-    assert certificate.pdf_sha256 == hashlib.sha256(late).hexdigest()
-    assert certificate.pdf_size == len(late)
+    first = stored_pdf(certificate)
+    # ...and claims after the first recorded: it loses, and the recorded file stays.
+    assert _claim(certificate, staged, late) is False
+    assert stored_pdf(certificate) == first
+    assert certificate.pdf_sha256 == hashlib.sha256(first).hexdigest()
+    assert certificate.pdf_size == len(first)
     assert stored_files(tmp_path) == [pdf_name(certificate)]
     assert render_event_count(certificate) == 1
+
+
+def test_overlapping_runs_staging_together_keep_separate_files_until_one_claims(officers, tmp_path):
+    certificate = issued(officers, ["王垚"])[0]
+    pdfs = [b"%PDF-1.7 run A", b"%PDF-1.7 run B"]
+    staged = [_stage(certificate, pdf) for pdf in pdfs]
+    assert len(set(staged)) == 2
+    assert stored_files(tmp_path) == sorted(staged)
+    assert _claim(certificate, staged[1], pdfs[1]) is True
+    assert _claim(certificate, staged[0], pdfs[0]) is False
+    assert stored_pdf(certificate) == pdfs[1]
+    assert certificate.pdf_sha256 == hashlib.sha256(pdfs[1]).hexdigest()
+    assert stored_files(tmp_path) == [pdf_name(certificate)]
+    assert render_event_count(certificate) == 1
+
+
+def test_a_crash_after_placing_the_file_leaves_the_row_without_a_pdf(
+    officers, tmp_path, monkeypatch
+):
+    certificate = issued(officers, ["王垚"])[0]
+
+    def crash(**kwargs):
+        raise RuntimeError("worker lost its database connection")
+
+    monkeypatch.setattr("issuance.pdf.audit_record", crash)
+    with pytest.raises(RuntimeError):
+        certificate_pdf_store(certificate.pk)
+    # The claim rolled back: the file under the name is nobody's, and no row names it.
+    certificate.refresh_from_db()
+    assert (certificate.pdf, certificate.pdf_sha256, certificate.pdf_size) == ("", "", None)
+    assert stored_files(tmp_path) == [pdf_name(certificate)]
+    monkeypatch.undo()
+    assert certificate_pdf_store(certificate.pk) is True
+    content = stored_pdf(certificate)
+    assert content.startswith(b"%PDF")
+    assert certificate.pdf_sha256 == hashlib.sha256(content).hexdigest()
+    assert stored_files(tmp_path) == [pdf_name(certificate)]
+    assert render_event_count(certificate) == 1
+
+
+class ObjectStore(Storage):
+    """A storage without local paths (like an object store): no path(), so no rename.
+    Kept on disk under MEDIA_ROOT so the test can look at what it holds."""
+
+    def __init__(self, location):
+        self.files = FileSystemStorage(location=location)
+
+    def _open(self, name, mode="rb"):
+        return self.files.open(name, mode)
+
+    def _save(self, name, content):
+        return self.files._save(name, content)
+
+    def exists(self, name):
+        return self.files.exists(name)
+
+    def delete(self, name):
+        self.files.delete(name)
+
+    def listdir(self, path):
+        return self.files.listdir(path)
+
+    def get_modified_time(self, name):
+        return self.files.get_modified_time(name)
+
+
+def test_a_storage_without_local_paths_saves_under_the_final_name(officers, tmp_path, monkeypatch):
+    """The winner saves its bytes again under the final name, replacing a crashed
+    attempt's file there, and drops its staged copy."""
+    certificate = issued(officers, ["王垚"])[0]
+    store = ObjectStore(tmp_path / "media")
+    with pytest.raises(NotImplementedError):
+        store.path("x")
+    monkeypatch.setattr("issuance.pdf.default_storage", store)
+    store.save(pdf_name(certificate), ContentFile(b"half a PDF"))
+    assert certificate_pdf_store(certificate.pk) is True
+    content = stored_pdf(certificate)
+    assert certificate.pdf == pdf_name(certificate)
+    assert content.startswith(b"%PDF")
+    assert certificate.pdf_sha256 == hashlib.sha256(content).hexdigest()
+    assert stored_files(tmp_path) == [pdf_name(certificate)]
+    assert render_event_count(certificate) == 1
+    assert certificate_pdf_store(certificate.pk) is False
+
+
+def test_staged_files_of_killed_runs_are_removed_once_old(officers, tmp_path):
+    certificate = issued(officers, ["王垚"])[0]
+    staged = _stage(certificate, b"%PDF of a run killed before its claim")
+    assert pdf_partials_remove() == 0  # may still be a live run's
+    assert stored_files(tmp_path) == [staged]
+    assert pdf_partials_remove(older_than_seconds=0) == 1
+    assert stored_files(tmp_path) == []
+    assert pdf_partials_remove(older_than_seconds=0) == 0
 
 
 def test_a_certificate_revoked_while_rendering_keeps_no_file(officers, tmp_path):
