@@ -12,8 +12,9 @@ PostgreSQL COPY (executemany on SQLite) into the real tables, indexes and constr
 in place, then ANALYZEd. No audit events are written for them: verification reads none.
 
 Server: `gunicorn -c deploy/gunicorn.conf.py config.wsgi` as deployed, bound to a free
-loopback port, WORKERS sync workers (2 x cores + 1 = 5 is the config's default; 4 here,
-because the load generator needs part of the same 2 cores), production settings
+loopback port, with the config's number of sync workers (2 x cores + 1: 5 on 2 cores;
+a sync worker serves one request at a time, and fewer would leave the cores idle while
+they wait on Redis and PostgreSQL), production settings
 (DEBUG off, a SECRET_KEY, ALLOWED_HOSTS=127.0.0.1), the limiter's counts in Redis DB 8
 as in production (CACHE_URL), VERIFY_RATE raised to 1000000/m so the limiter is paid
 for but never refuses. Two deviations, both for the measurement: workers are not
@@ -33,8 +34,9 @@ After a warm-up of both, the phases run constant, verify, verify, constant (SECO
 each, so a drift in the machine's load falls on both alike). Figure: verification
 requests per second; baseline: constant-view requests per second; ratio = the two.
 The load generator shares the machine's 2 cores with gunicorn, PostgreSQL and Redis:
-the JSON records the CPU seconds per request of each (client, gunicorn, PostgreSQL
-backends) and the load average.
+the JSON records the CPU milliseconds per request of each (load generator, gunicorn
+master and workers, the database's PostgreSQL backends, the whole Redis server) and the
+load average.
 
 SQLite (no DATABASE_URL): the same measurement with SQLITE_CERTIFICATES (100,000)
 certificates, stated in the line; the figure issue 5 asks for is the PostgreSQL one
@@ -71,7 +73,7 @@ SQLITE_CERTIFICATES = 100_000
 CLIENTS = 32
 SECONDS = 15.0  # per kind, split into two phases
 WARMUP_SECONDS = 3.0
-WORKERS = 4
+WORKERS = 2 * (os.cpu_count() or 1) + 1  # deploy/gunicorn.conf.py's default
 CACHE_URL = "redis://127.0.0.1:6379/8"
 VERIFY_RATE = "1000000/m"
 SAMPLE = 20_000  # certificates the clients draw their hits from

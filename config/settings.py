@@ -264,7 +264,7 @@ CELERY_BEAT_SCHEDULE = {
 # printed in the certificates' QR codes: the public verification page's address.
 SIGNING_KEYS_DIR = Path(env("SIGNING_KEYS_DIR", str(VAR_DIR / "keys")) or VAR_DIR / "keys")
 PUBLIC_BASE_URL = (env("PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/")
-# Public verification: requests per client address (django-ratelimit syntax).
+# Public verification: requests per client address, e.g. 30/m, 100/5m, 1000/h.
 VERIFY_RATE = env("VERIFY_RATE", "30/m") or "30/m"
 # Quarterly data exchange (export_certificates as a beat task) writes here.
 EXCHANGE_DIR = Path(env("EXCHANGE_DIR", str(VAR_DIR / "exchange")) or VAR_DIR / "exchange")

@@ -477,9 +477,13 @@ def sessions_allocate(
     open sessions) that covers its exam components, has a free seat and does not
     overlap the candidate's other sessions. Cases that fit nowhere are listed with the
     reason. All or nothing in one transaction; locks the sessions (by id) for its whole
-    length so concurrent bookings and allocations cannot overbook, then each case.
-    `progress(done, total)` is called after each case. Audited per booking and once as
-    `plan.allocate`. Idempotent in effect: a second run finds nothing left to seat."""
+    length so concurrent bookings and allocations cannot overbook, then, ALLOCATE_CHUNK
+    cases at a time, their candidates and the cases (one query each, by id); the seats,
+    tickets and clashes of a chunk are read in a few queries and its bookings written in
+    bulk (cases.services.cases_schedule moves the cases). `progress(done, total)` is
+    called for each case once its chunk is written. Audited per booking and case and
+    once as `plan.allocate`. Idempotent in effect: a second run finds nothing left to
+    seat."""
     require_role(actor, Role.COORDINATOR)
     if sessions is None:
         ids = list(
