@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "audit",
     "catalog",
     "cases",
+    "jobs",
     "exams",
     "issuance",
 ]
@@ -236,6 +237,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BEAT_SCHEDULE = {
     # Outbox-style safety net: on_commit dispatches die with their process.
     "candidate-import-sweep": {"task": "cases.tasks.candidate_import_sweep", "schedule": 300.0},
+    "job-sweep": {"task": "jobs.tasks.job_sweep", "schedule": 300.0},
     "quality-warnings-sweep": {
         "task": "exams.tasks.quality_warnings_send_sweep",
         "schedule": 300.0,

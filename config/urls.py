@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("cases.api.urls")),
     path("", include("exams.api.urls")),
     path("", include("issuance.api.urls")),
+    path("", include("jobs.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]
@@ -22,6 +23,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include(api_v1)),
     path("exams/", include("exams.urls")),
+    path("jobs/", include("jobs.urls")),
     path("", include("issuance.urls")),
     path("", include("cases.urls")),
 ]

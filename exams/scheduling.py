@@ -464,6 +464,20 @@ class AllocationSummary:
         return {"allocated": self.allocated, "unallocated": self.unallocated}
 
 
+def allocation_problems(plan: EvaluationPlan, sessions: list[ExamSession]) -> list[str]:
+    """Why `sessions` cannot be allocated into for `plan` (empty: they can): checked by
+    sessions_allocate under its locks, and before an allocation job is queued."""
+    if not sessions:
+        return ["本评价计划没有开放编排的场次"]
+    return [
+        f"场次 {s.code} 不属于评价计划「{plan.name}」" for s in sessions if s.plan_id != plan.pk
+    ] + [
+        f"场次 {s.code} 当前状态为「{s.get_status_display()}」，不能编排"
+        for s in sessions
+        if s.plan_id == plan.pk and s.status != SessionStatus.OPEN
+    ]
+
+
 @transaction.atomic(durable=True)
 def sessions_allocate(
     *,
@@ -494,17 +508,9 @@ def sessions_allocate(
     else:
         ids = [s.pk for s in sessions]
     locked = list(ExamSession.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
-    errors = [
-        f"场次 {s.code} 不属于评价计划「{plan.name}」" for s in locked if s.plan_id != plan.pk
-    ] + [
-        f"场次 {s.code} 当前状态为「{s.get_status_display()}」，不能编排"
-        for s in locked
-        if s.plan_id == plan.pk and s.status != SessionStatus.OPEN
-    ]
+    errors = allocation_problems(plan, locked)
     if errors:
         raise ValidationError({"sessions": errors})
-    if not locked:
-        raise ValidationError({"sessions": ["本评价计划没有开放编排的场次"]})
     ordered = sorted(locked, key=lambda s: (s.date, s.start_time, s.code))
     covers = {s.pk: set(s.components.values_list("pk", flat=True)) for s in ordered}
     seats = _Seats(ordered)

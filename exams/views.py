@@ -29,6 +29,7 @@ from audit.masking import mask_ids_in
 from cases import plans
 from cases.models import Case, EvaluationPlan, PassMark, PlanComponent
 from cases.roles import Role, has_role
+from jobs import services as job_services
 
 from . import attendance, charts, results, review, scheduling, scoring, selectors, sessions, tickets
 from .forms import (
@@ -148,7 +149,7 @@ def plan_list(request):
     return render(request, "exams/plan_list.html", {"page": _page(request, queryset)})
 
 
-def _plan_page(request, pk, *, status=200, allocation=None):
+def _plan_page(request, pk, *, status=200):
     plan = get_object_or_404(
         EvaluationPlan.objects.select_related("qualification_type", "occupation"), pk=pk
     )
@@ -166,7 +167,6 @@ def _plan_page(request, pk, *, status=200, allocation=None):
         "transitions": _available(plan, PLAN_TRANSITIONS),
         "eligible_unbooked": _unbooked(plan).count(),
         "has_open_sessions": any(s.status == SessionStatus.OPEN for s in plan_sessions),
-        "allocation": allocation,
         "disabled_rules": plan.disabled_rules.order_by("row"),
     }
     return render(request, "exams/plan_detail.html", context, status=status)
@@ -222,23 +222,14 @@ def _transition_page(request, name, services, labels, target: dict, *, page, don
 @require_POST
 @coordinator_required
 def plan_allocate(request, pk):
-    """Seat every eligible unbooked case of the plan in its open sessions; the page
-    shows who was seated where and who could not be, with the reason."""
+    """Seat every eligible unbooked case of the plan in its open sessions, as a
+    background job (jobs app): its page shows the progress, then who was seated where
+    and who could not be, with the reason. A plan with no open session to allocate into
+    stays on the plan page with the reason (400)."""
     plan = get_object_or_404(EvaluationPlan, pk=pk)
-    try:
-        summary = scheduling.sessions_allocate(actor=request.user, plan=plan)
-    except ValidationError as exc:
-        _service_messages(request, exc)
-        return _plan_page(request, pk, status=400)
-    except (StateConflict, ConcurrentTransition) as exc:
-        _conflict(request, exc)
-        return _plan_page(request, pk, status=409)
-    messages.success(
-        request,
-        _("自动编排完成：安排 %(allocated)s 人，未安排 %(unallocated)s 人")
-        % {"allocated": len(summary.allocated), "unallocated": len(summary.unallocated)},
+    return _allocate(
+        request, {"plan": plan.pk}, lambda status: _plan_page(request, pk, status=status)
     )
-    return _plan_page(request, pk, allocation=summary)
 
 
 # Venues and rooms ------------------------------------------------------------------------
@@ -327,9 +318,7 @@ def session_create(request):
     return render(request, "exams/session_form.html", {"form": form}, status=status)
 
 
-def _session_page(
-    request, pk, *, status=200, staff_form=None, booking_form=None, cancel=None, allocation=None
-):
+def _session_page(request, pk, *, status=200, staff_form=None, booking_form=None, cancel=None):
     """The session page; bound forms that failed are put back in place (`cancel` is a
     (booking pk, bound form) pair)."""
     session = get_object_or_404(
@@ -369,7 +358,6 @@ def _session_page(
         "can_staff": session.status in sessions.STAFF_STATES,
         "can_check_in": session.status in attendance.CHECK_IN_STATES,
         "can_record_misconduct": session.status in attendance.MISCONDUCT_STATES,
-        "allocation": allocation,
         "ticket_pdfs": True,
         "results_url": (
             reverse("exams:session-results", args=[session.pk])
@@ -457,24 +445,22 @@ def session_book(request, pk):
 @require_POST
 @coordinator_required
 def session_allocate(request, pk):
-    """Allocation into this session only; the summary is shown on the session page."""
+    """Allocation into this session only, as a background job (see plan_allocate)."""
     session = get_object_or_404(ExamSession.objects.select_related("plan"), pk=pk)
+    return _allocate(
+        request,
+        {"plan": session.plan_id, "sessions": [session.pk]},
+        lambda status: _session_page(request, pk, status=status),
+    )
+
+
+def _allocate(request, data: dict, page):
     try:
-        summary = scheduling.sessions_allocate(
-            actor=request.user, plan=session.plan, sessions=[session]
-        )
+        job = job_services.job_create(actor=request.user, kind="exams.allocate", data=data)
     except ValidationError as exc:
         _service_messages(request, exc)
-        return _session_page(request, pk, status=400)
-    except (StateConflict, ConcurrentTransition) as exc:
-        _conflict(request, exc)
-        return _session_page(request, pk, status=409)
-    messages.success(
-        request,
-        _("自动编排完成：安排 %(allocated)s 人，未安排 %(unallocated)s 人")
-        % {"allocated": len(summary.allocated), "unallocated": len(summary.unallocated)},
-    )
-    return _session_page(request, pk, allocation=summary)
+        return page(400)
+    return redirect(job)
 
 
 @require_POST

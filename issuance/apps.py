@@ -7,6 +7,12 @@ class IssuanceConfig(AppConfig):
 
     def ready(self):
         from exams.signals import session_approved
+        from jobs.registry import register
+
+        from .jobs import APPROVE, ISSUE
+
+        register(APPROVE)
+        register(ISSUE)
 
         session_approved.connect(_open_certificates, dispatch_uid="issuance.open_certificates")
 

@@ -14,7 +14,7 @@ second sees the case already completed.
 
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -39,6 +39,9 @@ from .models import (
     is_issuer_officer,
 )
 from .numbering import certificate_number
+
+# progress(done, total): reported by batch services as they go (see jobs.services).
+Progress = Callable[[int, int], None]
 
 logger = logging.getLogger(__name__)
 
@@ -452,15 +455,19 @@ def _message(exc) -> str:
 
 
 @transaction.atomic(durable=True)
-def certificates_approve(*, actor, certificates: list[Certificate]) -> list[Certificate]:
+def certificates_approve(
+    *, actor, certificates: list[Certificate], progress: Progress | None = None
+) -> list[Certificate]:
     """Approve several certificates in one transaction, all or none, each as
     `certificate_approve` does one: the first that may not be approved (another
     issuer's: 403; wrong state: 409) is named and stops the batch. Locks the cases,
-    then the certificates, each in one query; one `certificate.approve` event each."""
+    then the certificates, each in one query; one `certificate.approve` event each.
+    `progress(done, total)` is called after each certificate (jobs.services reports it
+    to the pages while the transaction is still open)."""
     locked = _locked_batch(actor, certificates, "approve")
     now = timezone.now()
     events = []
-    for certificate in locked:
+    for done, certificate in enumerate(locked, 1):
         from_state = certificate.status
         certificate.approve(by=actor, at=now)
         certificate.save()
@@ -472,25 +479,32 @@ def certificates_approve(*, actor, certificates: list[Certificate]) -> list[Cert
                 to_state=certificate.status,
             )
         )
+        if progress is not None:
+            progress(done, len(locked))
     audit_record_many(actor=actor, events=events)
     return locked
 
 
 @transaction.atomic(durable=True)
 def certificates_issue(
-    *, actor, certificates: list[Certificate], on: date | None = None
+    *,
+    actor,
+    certificates: list[Certificate],
+    on: date | None = None,
+    progress: Progress | None = None,
 ) -> list[Certificate]:
     """Issue several approved certificates in one transaction, all or none, each as
     `certificate_issue` does one (filing checked, number and verification code
     assigned, serials in case order); the first that cannot be issued is named and
     stops the batch. Locks the cases, then the certificates, each in one query; one
     `certificate.issue` event each; completes the cases left owing nothing
-    (cases.services.cases_complete). Renders the PDFs after commit, in batches."""
+    (cases.services.cases_complete). Renders the PDFs after commit, in batches.
+    `progress(done, total)` is called after each certificate."""
     on = on or timezone.localdate()
     locked = _locked_batch(actor, certificates, "issue")
     now = timezone.now()
     events = []
-    for certificate in locked:
+    for done, certificate in enumerate(locked, 1):
         from_state = certificate.status
         try:
             certificate.issue(by=actor, at=now, issued_on=on, **_issue_fields(certificate, on))
@@ -506,6 +520,8 @@ def certificates_issue(
                 changes={"number": {"before": None, "after": certificate.masked_number}},
             )
         )
+        if progress is not None:
+            progress(done, len(locked))
     audit_record_many(actor=actor, events=events)
     _complete_cases_if_settled(actor, {c.case_id for c in locked})
     transaction.on_commit(lambda: _dispatch_render([c.pk for c in locked]))

@@ -67,6 +67,8 @@ from exams.sessions import session_assign_staff
 from issuance import services as issuance_services
 from issuance.models import Certificate, CertificateStatus
 from issuance.verification import certificate_by_code, certificate_lookup
+from jobs import services as job_services
+from jobs.models import Job
 from tests.cases.factories import PlanFactory, UserFactory, coordinator, hold, register
 from tests.exams.factories import APPLIED, eligible_case, exam_session, marking_session
 from tests.issuance.factories import BOTH, department, institution, officer, passed_cases
@@ -120,6 +122,9 @@ QUERIES = {
     "review due page": 7,
     "certificate API": 7,
     "due for review API": 7,
+    # jobs
+    "job list page": 5,
+    "job API": 5,
 }
 
 
@@ -128,8 +133,9 @@ def _pages_show_every_row(monkeypatch):
     import cases.views
     import exams.views
     import issuance.views.officer
+    import jobs.views
 
-    for module in (cases.views, exams.views, issuance.views.officer):
+    for module in (cases.views, exams.views, issuance.views.officer, jobs.views):
         monkeypatch.setattr(module, "PAGE_SIZE", MANY)
 
 
@@ -777,6 +783,43 @@ class Certificates(Scenario):
         )
 
 
+class Jobs(Scenario):
+    """Background jobs (allocation), as their submitter lists them."""
+
+    endpoints = {
+        "job list page": Endpoint("/jobs/", rows=r'<td><a href="/jobs/\d+/">#'),
+        "job API": Endpoint("/api/v1/jobs/?page_size=500"),
+    }
+
+    def setup(self):
+        plan = PlanFactory()
+        exam_session(self.coord, plan, code="J1")
+        eligible_case(self.coord, plan)
+        job = job_services.job_create(
+            actor=self.coord, kind="exams.allocate", data={"plan": plan.pk}
+        )
+        job_services.job_run(job_id=job.pk)
+        self.template = Job.objects.get(pk=job.pk)
+        self.rows = 1
+
+    def add(self, k):
+        t = self.template
+        Job.objects.bulk_create(
+            Job(
+                kind=t.kind,
+                params=t.params,
+                created_by=t.created_by,
+                status=t.status,
+                total=t.total,
+                attempts=t.attempts,
+                started_at=t.started_at,
+                finished_at=t.finished_at,
+                result=t.result,
+            )
+            for _ in range(k)
+        )
+
+
 SCENARIOS = [
     Registration,
     Plans,
@@ -789,6 +832,7 @@ SCENARIOS = [
     Marking,
     Warnings,
     Certificates,
+    Jobs,
 ]
 
 

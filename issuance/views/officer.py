@@ -26,7 +26,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, pgettext_lazy
+from django.utils.translation import pgettext_lazy
 from django.views.decorators.http import require_POST
 from django_fsm import ConcurrentTransition
 
@@ -34,6 +34,7 @@ from audit.exceptions import StateConflict
 from audit.selectors import audit_event_list_for
 from cases.forms import DateInput, Form, TransitionForm, add_service_errors
 from cases.roles import Role, has_role, user_roles
+from jobs import services as job_services
 
 from .. import bundles, queries, services
 from ..models import Certificate, CertificateStatus
@@ -54,10 +55,8 @@ TRANSITION_SERVICES = {
     "refuse": services.certificate_refuse,
     "revoke": services.certificate_revoke,
 }
-BATCH_SERVICES = {
-    "approve": (services.certificates_approve, gettext_lazy("已批量审批 %(count)d 份证书")),
-    "issue": (services.certificates_issue, gettext_lazy("已批量发证 %(count)d 份证书")),
-}
+# Batch actions of the queue -> the job kinds that run them (issuance.jobs).
+BATCH_JOBS = {"approve": "issuance.approve", "issue": "issuance.issue"}
 ACTION_LABELS = {
     "certificate.open": pgettext_lazy("audit action", "生成待发证书"),
     "certificate.approve": pgettext_lazy("audit action", "审批通过"),
@@ -156,41 +155,29 @@ def certificate_queue(request):
 @require_POST
 @officer_required
 def certificate_batch(request, name):
-    """Approve or issue the ticked certificates: all of them or none (the services run
-    them in one transaction); the message names the one that stopped the batch."""
-    if name not in BATCH_SERVICES:
+    """Approve or issue the ticked certificates as a background job (jobs app): all of
+    them or none (the services run them in one transaction). A request the job would
+    refuse at once (nothing ticked, a certificate not found, a bad date) stays on the
+    queue with the message; otherwise the job's page follows it (with eager Celery it
+    has already finished there) and names the certificate that stopped a batch."""
+    if name not in BATCH_JOBS:
         raise Http404
-    service, done_message = BATCH_SERVICES[name]
     back = redirect(_queue_url(request.POST.get("status", "")))
-    ids = _selected_ids(request)
-    if not ids:
-        messages.error(request, _("请先勾选证书"))
-        return back
-    kwargs = {}
+    data = {"ids": _selected_ids(request)}
     if name == "issue":
         form = IssueForm(request.POST)
         if not form.is_valid():
             messages.error(request, _("发证日期格式不正确"))
             return back
-        kwargs["on"] = form.cleaned_data["on"]
-    certificates = list(Certificate.objects.filter(pk__in=ids))
-    missing = sorted(set(ids) - {c.pk for c in certificates})
-    if missing:
-        messages.error(
-            request,
-            _("证书不存在：%(ids)s") % {"ids": "、".join(f"#{pk}" for pk in missing)},
-        )
-        return back
+        on = form.cleaned_data["on"]
+        data["on"] = on.isoformat() if on else None
     try:
-        done = service(actor=request.user, certificates=certificates, **kwargs)
+        job = job_services.job_create(actor=request.user, kind=BATCH_JOBS[name], data=data)
     except ValidationError as exc:
         for message in exc.messages:
             messages.error(request, message)
-    except (StateConflict, ConcurrentTransition) as exc:
-        messages.error(request, getattr(exc, "message", None) or str(exc))
-    else:
-        messages.success(request, done_message % {"count": len(done)})
-    return back
+        return back
+    return redirect(job)
 
 
 def _bundle(request, build, filename: str, content_type: str) -> HttpResponse:

@@ -178,15 +178,34 @@ def test_plan_transition_from_the_wrong_state_is_a_conflict(client, coord, plan)
     assert messages_of(response) == ["评价计划当前状态为「报名中」，不能变为「已归档」"]
 
 
-def test_plan_allocate_shows_the_summary(client, coord, plan, session):
+def test_plan_allocate_runs_as_a_job_whose_page_shows_the_summary(
+    client, coord, plan, session, django_capture_on_commit_callbacks
+):
     cases = [eligible_case(coord, plan, name=f"李{i}") for i in range(6)]
-    response = login(client, coord).post(reverse("exams:plan-allocate", args=[plan.pk]))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = login(client, coord).post(reverse("exams:plan-allocate", args=[plan.pk]))
+    response = client.get(response["Location"])
     assert response.status_code == 200
-    summary = response.context["allocation"]
-    assert [row["case"] for row in summary.allocated] == [c.pk for c in cases[:5]]
-    assert summary.unallocated == [{"case": cases[5].pk, "reason": "包含其应考科目的场次均已满"}]
-    assert messages_of(response) == ["自动编排完成：安排 5 人，未安排 1 人"]
-    assert "包含其应考科目的场次均已满" in response.content.decode()
+    job = response.context["job"]
+    assert job.status == "succeeded"
+    assert [row["case"] for row in job.result["allocated"]] == [c.pk for c in cases[:5]]
+    assert job.result["unallocated"] == [
+        {"case": cases[5].pk, "reason": "包含其应考科目的场次均已满"}
+    ]
+    body = response.content.decode()
+    assert "自动编排完成：安排 5 人，未安排 1 人" in body
+    assert "包含其应考科目的场次均已满" in body
+    assert reverse("exams:plan-detail", args=[plan.pk]) in body
+
+
+def test_plan_allocate_without_an_open_session_stays_on_the_plan_page(client, coord, plan):
+    eligible_case(coord, plan)
+    response = login(client, coord).post(reverse("exams:plan-allocate", args=[plan.pk]))
+    assert response.status_code == 400
+    assert messages_of(response) == ["本评价计划没有开放编排的场次"]
+    from jobs.models import Job
+
+    assert Job.objects.count() == 0
 
 
 # Venues and sessions ---------------------------------------------------------------------

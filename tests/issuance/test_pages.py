@@ -116,40 +116,88 @@ def test_the_nav_shows_certificates_to_officers_only(certs, inst_officer):
     assert link not in logged_in(grader).get(reverse("cases:dashboard")).content.decode()
 
 
-def test_batch_approve_via_the_page(certs, inst_officer):
-    ids = [c.pk for c in certs["skill"]]
-    response = logged_in(inst_officer).post(
-        reverse("issuance:certificate-batch", args=["approve"]), {"ids": ids, "status": "pending"}
-    )
+def batch(django_capture_on_commit_callbacks, user, name, data):
+    """Post a batch from the queue and follow it to its job's page, the job having run
+    after commit (eager Celery)."""
+    client = logged_in(user)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("issuance:certificate-batch", args=[name]), data)
     assert response.status_code == 302
-    assert response["Location"] == f"{QUEUE}?status=pending"
-    assert texts(response) == ["已批量审批 2 份证书"]
+    return client.get(response["Location"])
+
+
+def test_batch_approve_runs_as_a_job_and_its_page_says_so(
+    certs, inst_officer, django_capture_on_commit_callbacks
+):
+    ids = [c.pk for c in certs["skill"]]
+    response = batch(
+        django_capture_on_commit_callbacks,
+        inst_officer,
+        "approve",
+        {"ids": ids, "status": "pending"},
+    )
+    job = response.context["job"]
+    assert response.wsgi_request.path == job.get_absolute_url()
+    assert (job.kind, job.status, job.result) == (
+        "issuance.approve",
+        "succeeded",
+        {"count": 2, "ids": ids},
+    )
+    body = response.content.decode()
+    assert "已批量审批 2 份证书" in body
+    assert f"{QUEUE}?status=approved" in body
     assert {fresh(c).status for c in certs["skill"]} == {CertificateStatus.APPROVED}
 
 
-def test_a_failing_batch_changes_nothing_and_names_the_certificate(certs, inst_officer):
+def test_a_failing_batch_changes_nothing_and_names_the_certificate(
+    certs, inst_officer, django_capture_on_commit_callbacks
+):
     first, second = certs["skill"]
     services.certificate_approve(actor=inst_officer, certificate=second)
-    response = logged_in(inst_officer).post(
-        reverse("issuance:certificate-batch", args=["approve"]), {"ids": [first.pk, second.pk]}
+    response = batch(
+        django_capture_on_commit_callbacks, inst_officer, "approve", {"ids": [first.pk, second.pk]}
     )
-    (message,) = texts(response)
-    assert message.startswith(f"证书 #{second.pk}（")
+    job = response.context["job"]
+    assert job.status == "failed"
+    assert job.error.startswith(f"证书 #{second.pk}（")
+    assert f"失败：证书 #{second.pk}（" in response.content.decode()
     assert fresh(first).status == CertificateStatus.PENDING
 
 
-def test_batch_issue_via_the_page_with_a_date(certs, inst_officer):
+def test_batch_issue_via_the_page_with_a_date_shows_the_pdfs_to_come(
+    certs, inst_officer, django_capture_on_commit_callbacks, storage
+):
     services.certificates_approve(actor=inst_officer, certificates=certs["skill"])
-    response = logged_in(inst_officer).post(
-        reverse("issuance:certificate-batch", args=["issue"]),
+    response = batch(
+        django_capture_on_commit_callbacks,
+        inst_officer,
+        "issue",
         {"ids": [c.pk for c in certs["skill"]], "on": "2026-11-20", "status": "approved"},
     )
-    assert texts(response) == ["已批量发证 2 份证书"]
+    body = response.content.decode()
+    assert "已批量发证 2 份证书" in body
     assert [fresh(c).number for c in certs["skill"]] == [
         "S123414000001265000001",
         "S123414000001265000002",
     ]
     assert {fresh(c).issued_on for c in certs["skill"]} == {ON}
+    # Eager Celery rendered the PDFs after the batch's commit, before the page.
+    assert response.context["progress"]["follow_up"] == {
+        "done": 2,
+        "total": 2,
+        "finished": True,
+        "message": "已生成 2 / 2 份PDF",
+    }
+    assert "已生成 2 / 2 份PDF" in body
+
+
+def test_a_batch_with_a_bad_date_stays_on_the_queue(certs, inst_officer):
+    response = logged_in(inst_officer).post(
+        reverse("issuance:certificate-batch", args=["issue"]),
+        {"ids": [certs["skill"][0].pk], "on": "2026-13-01", "status": "approved"},
+    )
+    assert response["Location"] == f"{QUEUE}?status=approved"
+    assert texts(response) == ["发证日期格式不正确"]
 
 
 def test_a_batch_with_nothing_ticked_says_so(certs, inst_officer):
@@ -157,13 +205,18 @@ def test_a_batch_with_nothing_ticked_says_so(certs, inst_officer):
     assert texts(response) == ["请先勾选证书"]
 
 
-def test_a_batch_with_another_issuers_certificate_is_403(certs, inst_officer):
+def test_a_batch_with_another_issuers_certificate_is_refused_as_not_found(certs, inst_officer):
+    other = certs["qualification"][0]
     response = logged_in(inst_officer).post(
         reverse("issuance:certificate-batch", args=["approve"]),
-        {"ids": [certs["skill"][0].pk, certs["qualification"][0].pk]},
+        {"ids": [certs["skill"][0].pk, other.pk]},
     )
-    assert response.status_code == 403
+    assert response.status_code == 302
+    assert texts(response) == [f"证书不存在：#{other.pk}"]
     assert fresh(certs["skill"][0]).status == CertificateStatus.PENDING
+    from jobs.models import Job
+
+    assert Job.objects.count() == 0
 
 
 # Downloads ---------------------------------------------------------------------------
