@@ -14,6 +14,7 @@ import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -233,6 +234,16 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
     "unacked_restore_interval": min(10, _RESTORE_EVERY),
     "unacked_restore_throttle": max(1, _RESTORE_EVERY // min(10, _RESTORE_EVERY)),
+}
+# Two queues, both consumed by every worker (a worker without -Q takes all of
+# task_queues): PDF rendering goes to its own, so a backlog of thousands of PDFs after
+# a batch issue does not hold up short work queued behind it (an officer's next batch
+# job, an import, certificate opening). Redis hands a worker its queues in turn.
+CELERY_TASK_QUEUES = (Queue("celery"), Queue("pdf"))
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {
+    "issuance.tasks.certificate_render": {"queue": "pdf"},
+    "issuance.tasks.certificates_render": {"queue": "pdf"},
 }
 CELERY_BEAT_SCHEDULE = {
     # Outbox-style safety net: on_commit dispatches die with their process.

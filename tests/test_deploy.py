@@ -544,3 +544,18 @@ def test_systemd_analyze_verifies_the_units(tmp_path):
     result = run([analyze, "verify", "--man=no", *units, "joint-evaluation.target"],
                  cwd=tmp_path, check=False)  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_pdf_rendering_has_its_own_queue_that_every_worker_consumes():
+    """A backlog of PDFs must not hold up short work; workers started without -Q (the
+    systemd unit, compose, the smoke script) still take both queues."""
+    from config.celery import app
+
+    router = app.amqp.router
+    for name in ("issuance.tasks.certificate_render", "issuance.tasks.certificates_render"):
+        assert router.route({}, name)["queue"].name == "pdf"
+    for name in ("jobs.tasks.job_run", "cases.tasks.candidate_import_run"):
+        assert router.route({}, name)["queue"].name == "celery"
+    assert sorted(app.amqp.queues) == ["celery", "pdf"]
+    for path in ("deploy/docker-compose.yml", *Path("deploy/systemd").glob("*.service")):
+        assert " -Q " not in Path(path).read_text(encoding="utf-8")
