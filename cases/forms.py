@@ -6,8 +6,8 @@ from decimal import Decimal
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
 
 from catalog.models import Component, Occupation, QualificationType, RecognitionRule
 
@@ -363,11 +363,7 @@ class PlanCreateForm(PlanSettingsForm):
         queryset=Occupation.objects.order_by("code"),
         empty_label=_("请选择职业"),
     )
-    level = forms.TypedChoiceField(
-        label=_("技能等级"),
-        coerce=int,
-        choices=[(i, _("%(level)s级") % {"level": i}) for i in range(5, 0, -1)],
-    )
+    level = forms.TypedChoiceField(label=_("技能等级"), coerce=int)
     province = forms.ChoiceField(label=_("省份"), choices=[("", _("请选择")), *Province.choices])
     double_marked = forms.MultipleChoiceField(
         label=_("双盲评科目"),
@@ -405,6 +401,10 @@ class PlanCreateForm(PlanSettingsForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # Built per request: `%` on a lazy string would fix the language at import.
+        self.fields["level"].choices = [
+            (i, gettext("%(level)s级") % {"level": i}) for i in range(5, 0, -1)
+        ]
         self.fields["double_marked"].choices = list(exam_components().values_list("code", "name"))
         self.fields["disabled_rows"].choices = recognition_rows()
 

@@ -243,7 +243,7 @@ class EvaluationPlan(ConcurrentTransitionMixin, models.Model):
         help_text="国家职业标准的工作年限路径；留空表示申报四级及以上须比照认定或持下一级证书",
     )
     female_retirement_age = models.PositiveSmallIntegerField(
-        "女性原法定退休年龄", choices=[(50, "50岁（工人）"), (55, "55岁（干部）")], default=50
+        "女性原法定退休年龄", choices=[(50, _("50岁（工人）")), (55, _("55岁（干部）"))], default=50
     )
     require_photo = models.BooleanField("须上传照片", default=True)
     disabled_rules = models.ManyToManyField(
@@ -592,10 +592,10 @@ class CaseExemption(models.Model):
 
 
 class ImportJobStatus(models.TextChoices):
-    PENDING = "pending", "排队中"
-    RUNNING = "running", "处理中"
-    SUCCEEDED = "succeeded", "导入成功"
-    FAILED = "failed", "导入失败"
+    PENDING = "pending", _("排队中")
+    RUNNING = "running", _("处理中")
+    SUCCEEDED = "succeeded", _("导入成功")
+    FAILED = "failed", _("导入失败")
 
 
 class ImportJob(models.Model):

@@ -10,13 +10,14 @@ that owns it (exams.scheduling.sessions_allocate, issuance.services.certificates
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 
 
 class JobStatus(models.TextChoices):
-    PENDING = "pending", "排队中"
-    RUNNING = "running", "处理中"
-    SUCCEEDED = "succeeded", "已完成"
-    FAILED = "failed", "失败"
+    PENDING = "pending", _("排队中")
+    RUNNING = "running", _("处理中")
+    SUCCEEDED = "succeeded", _("已完成")
+    FAILED = "failed", _("失败")
 
 
 class Job(models.Model):

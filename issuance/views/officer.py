@@ -26,7 +26,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
-from django.utils.translation import pgettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 from django.views.decorators.http import require_POST
 from django_fsm import ConcurrentTransition
 
@@ -84,26 +84,34 @@ def officer_required(view):
 # Forms -------------------------------------------------------------------------------
 
 
+# Module-level forms: labels are lazy, so each request sees its own language.
 class QueueFilterForm(Form):
-    status = forms.ChoiceField(label=_("状态"), required=False, choices=CertificateStatus.choices)
-    number = forms.CharField(label=_("证书编号"), required=False, max_length=32)
+    status = forms.ChoiceField(
+        label=gettext_lazy("状态"), required=False, choices=CertificateStatus.choices
+    )
+    number = forms.CharField(label=gettext_lazy("证书编号"), required=False, max_length=32)
 
 
 class IssueForm(Form):
     on = forms.DateField(
-        label=_("发证日期"), required=False, widget=DateInput(), help_text=_("留空为今天")
+        label=gettext_lazy("发证日期"),
+        required=False,
+        widget=DateInput(),
+        help_text=gettext_lazy("留空为今天"),
     )
 
 
 class ReviewWindowForm(Form):
     within_days = forms.TypedChoiceField(
-        label=_("复审日期在"),
-        required=False,
-        coerce=int,
-        choices=[
-            (days, _("%(days)d 天内（含已逾期）") % {"days": days}) for days in REVIEW_WINDOWS
-        ],
+        label=gettext_lazy("复审日期在"), required=False, coerce=int
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Built per request: `%` on a lazy string would fix the language at import.
+        self.fields["within_days"].choices = [
+            (days, _("%(days)d 天内（含已逾期）") % {"days": days}) for days in REVIEW_WINDOWS
+        ]
 
 
 def _transition_form(name: str, data=None):
