@@ -51,7 +51,14 @@ urlpatterns = [
     # Quality supervisor: review queue, warnings, approve / return.
     path("review/", views.quality_queue, name="quality-queue"),
     path("review/<int:pk>/", views.quality_review, name="quality-review"),
-    path("review/<int:pk>/approve/", views.quality_approve, name="quality-approve"),
-    path("review/<int:pk>/return/", views.quality_return, name="quality-return"),
+    path(
+        "review/<int:pk>/approve/",
+        views.quality_decide,
+        {"name": "approve"},
+        name="quality-approve",
+    ),
+    path(
+        "review/<int:pk>/return/", views.quality_decide, {"name": "return"}, name="quality-return"
+    ),
     path("warnings/<int:pk>/<slug:name>/", views.warning_action, name="quality-warning"),
 ]

@@ -21,6 +21,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 from django_fsm import ConcurrentTransition
 
@@ -912,45 +913,33 @@ def _review_action(request, pk, call, *, form_key=None, form=None):
     return None
 
 
-@require_POST
-@reviewer_required
-def quality_approve(request, pk):
-    session = get_object_or_404(ExamSession, pk=pk)
-    form = ReviewNotesForm(request.POST, auto_id="id_approve_%s")
-    form.is_valid()
-    failed = _review_action(
-        request,
-        pk,
-        lambda: review.session_approve(
-            actor=request.user, session=session, notes=form.cleaned_data.get("notes", "")
-        ),
-        form_key="approve",
-        form=form,
-    )
-    if failed:
-        return failed
-    messages.success(request, _("场次 %(code)s 已审核通过，成绩已公布") % {"code": session.code})
-    return redirect("exams:quality-review", pk=pk)
+# The supervisor's verdict on a session: form key -> (service, message when done).
+QUALITY_DECISIONS = {
+    "approve": (review.session_approve, gettext_lazy("场次 %(code)s 已审核通过，成绩已公布")),
+    "return": (review.session_return_to_marking, gettext_lazy("场次 %(code)s 已退回评分")),
+}
 
 
 @require_POST
 @reviewer_required
-def quality_return(request, pk):
+def quality_decide(request, pk, name):
+    """Approve the session (results published) or return it to marking, with notes."""
+    service, done = QUALITY_DECISIONS[name]
     session = get_object_or_404(ExamSession, pk=pk)
-    form = ReviewNotesForm(request.POST, auto_id="id_return_%s")
+    form = ReviewNotesForm(request.POST, auto_id=f"id_{name}_%s")
     form.is_valid()
     failed = _review_action(
         request,
         pk,
-        lambda: review.session_return_to_marking(
+        lambda: service(
             actor=request.user, session=session, notes=form.cleaned_data.get("notes", "")
         ),
-        form_key="return",
+        form_key=name,
         form=form,
     )
     if failed:
         return failed
-    messages.success(request, _("场次 %(code)s 已退回评分") % {"code": session.code})
+    messages.success(request, done % {"code": session.code})
     return redirect("exams:quality-review", pk=pk)
 
 
