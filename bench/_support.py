@@ -88,17 +88,39 @@ def _number(value) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _ratio(value: float) -> str:
+    # Two decimals below 10: the targets (0.6x, 0.8x) sit there.
+    return f"{value:.2f}×" if value < 10 else f"{value:.1f}×"
+
+
+def _table_rows(text: str) -> dict[str, str]:
+    """The summary table's rows by benchmark name, as the README holds them."""
+    _, _, rest = text.partition(TABLE_START)
+    body, _, _ = rest.partition(TABLE_END)
+    rows = {}
+    for line in body.splitlines()[3:]:  # the marker's line end, header, separator
+        if line.startswith("| "):
+            rows[line.split("|")[1].strip()] = line
+    return rows
+
+
 def update_readme() -> None:
-    """Rewrite the summary table of bench/README.md from every results/*.json."""
-    rows = []
+    """Rewrite the summary table of bench/README.md: a row for every results/*.json,
+    and the rows already there for benchmarks not run on this machine (results/ is not
+    committed, so a run of one benchmark must not drop the others' last figures)."""
+    text = (
+        README.read_text(encoding="utf-8") if README.exists() else f"{TABLE_START}\n{TABLE_END}\n"
+    )
+    by_name = _table_rows(text)
     for path in sorted(RESULTS_DIR.glob("*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
         unit = data.get("unit", "")
-        rows.append(
+        by_name[data["name"]] = (
             f"| {data['name']} | {_number(data['figure'])} {unit} | "
             f"{_number(data['baseline'])} {unit} ({data.get('baseline_label', 'baseline')}) | "
-            f"{data['ratio']:.1f}× | {data['database']} | {data['measured_at'][:10]} |"
+            f"{_ratio(data['ratio'])} | {data['database']} | {data['measured_at'][:10]} |"
         )
+    rows = [by_name[name] for name in sorted(by_name)]
     table = "\n".join(
         [
             TABLE_START,
@@ -107,9 +129,6 @@ def update_readme() -> None:
             *rows,
             TABLE_END,
         ]
-    )
-    text = (
-        README.read_text(encoding="utf-8") if README.exists() else f"{TABLE_START}\n{TABLE_END}\n"
     )
     before, _, rest = text.partition(TABLE_START)
     _, _, after = rest.partition(TABLE_END)

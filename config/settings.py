@@ -93,6 +93,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Answers plain GETs of the public verification API with only the middleware its
+    # answer shows (issuance/middleware.py); every other request goes on down the list.
+    "issuance.middleware.VerifyApiMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -1,10 +1,23 @@
 """Public verification API (issue 4 item 5): GET /api/v1/verify/?number=...&name=... or
 ?code=... (the QR link's code). No login: no authentication classes, so neither a
 session nor CSRF is involved, and the JSON renderer only, so a browser gets the same
-bytes as a script. A miss and a wrong name give the same 404 body."""
+bytes as a script. A miss and a wrong name give the same 404 body.
 
+It is the busiest public endpoint, and DRF's request wrapping, content negotiation and
+response rendering cost more CPU than the look-up itself (about 0.3 ms a request,
+bench/README.md "verify"). So an ordinary GET or HEAD, one asking for JSON or anything
+(no Accept header, */* or application/json) without DRF's `format` parameter, is
+answered by `plain_answer` as a Django HttpResponse with the same status, headers and
+bytes; every other request (other methods, OPTIONS, other Accept headers, `format`)
+goes through DRF as before, which also describes the endpoint in the OpenAPI schema.
+"""
+
+import time
+
+from django.http import HttpResponse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.http import http_date
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
@@ -20,7 +33,7 @@ from issuance.verification import (
     certificate_lookup,
     verification_answer,
     verification_query_errors,
-    verify_rate_limit,
+    verify_rate_limit_begin,
 )
 
 
@@ -47,10 +60,85 @@ class VerifyDetailSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
+# The Accept headers DRF's negotiation (JSON renderer only) answers with JSON as they
+# are; None is no header at all.
+PLAIN_ACCEPT = frozenset({None, "*/*", "application/json"})
+# What add_never_cache_headers writes (max-age=0, then the four directives).
+NEVER_CACHE = "max-age=0, no-cache, no-store, must-revalidate, private"
+_RENDERER = JSONRenderer()
+
+
+def _outcome(params, request) -> tuple[int, dict, int | None]:
+    """(status, body, Retry-After or None) of a verification request: 429 over the rate
+    limit, 400 with field messages, 404 for a miss and a wrong name alike, 200 with the
+    answer. `params` is the query string (a QueryDict). The count against the limit is
+    sent first and read after the look-up (verify_rate_limit_begin): over the limit, the
+    look-up is thrown away and only the 429 is answered."""
+    retry_after = verify_rate_limit_begin(request)
+    try:
+        outcome = _lookup_outcome(params)
+    finally:
+        seconds = retry_after()
+    if seconds is not None:
+        return status.HTTP_429_TOO_MANY_REQUESTS, {"detail": RATE_LIMITED_MESSAGE}, seconds
+    return outcome
+
+
+def _lookup_outcome(params) -> tuple[int, dict, None]:
+    code = params.get("code", "").strip()
+    if code:
+        certificate = certificate_by_code(code)
+    else:
+        number, name = params.get("number", ""), params.get("name", "")
+        errors = verification_query_errors(number, name)
+        if errors:
+            return status.HTTP_400_BAD_REQUEST, errors, None
+        certificate = certificate_lookup(number=number, name=name)
+    if certificate is None:
+        return status.HTTP_404_NOT_FOUND, {"detail": NOT_FOUND_MESSAGE}, None
+    # verification_answer already has the serializer's shape (JSON-ready strings, dates
+    # in ISO form, the same keys in the same order): running it through
+    # VerificationAnswerSerializer gave the same dict at a fifth of a millisecond a
+    # request, deep-copying 14 fields. The serializer stays as the schema's description
+    # (extend_schema below); the tests compare the JSON key by key.
+    return status.HTTP_200_OK, verification_answer(certificate, timezone.localdate()), None
+
+
+def answers_plainly(request) -> bool:
+    """Whether `plain_answer` gives this request what DRF would: a GET or HEAD asking
+    for JSON or anything, without DRF's `format` parameter."""
+    return (
+        request.method in ("GET", "HEAD")
+        and request.META.get("HTTP_ACCEPT") in PLAIN_ACCEPT
+        and "format" not in request.GET
+    )
+
+
+def plain_answer(request) -> HttpResponse:
+    """The answer DRF would give to a plain GET, without DRF: the same JSON bytes (its
+    renderer), status and headers, Allow included. As before, a 400 (raised as a
+    ValidationError through the exception handler) has no cache headers; every other
+    answer must not be kept by a browser or proxy, so that a revocation shows at once."""
+    code, body, retry_after = _outcome(request.GET, request)
+    response = HttpResponse(_RENDERER.render(body), content_type="application/json", status=code)
+    response.headers["Allow"] = "GET, HEAD, OPTIONS"
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    if code != status.HTTP_400_BAD_REQUEST:
+        response.headers["Expires"] = http_date(time.time())
+        response.headers["Cache-Control"] = NEVER_CACHE
+    return response
+
+
 class VerifyView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     renderer_classes = [JSONRenderer]
+
+    def dispatch(self, request, *args, **kwargs):
+        if answers_plainly(request):
+            return plain_answer(request)
+        return super().dispatch(request, *args, **kwargs)
 
     @extend_schema(
         operation_id="certificate_verify",
@@ -73,34 +161,11 @@ class VerifyView(APIView):
         },
     )
     def get(self, request):
-        response = self._answer(request)
+        code, body, retry_after = _outcome(request.query_params, request)
+        if code == status.HTTP_400_BAD_REQUEST:
+            raise ValidationError(body)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        response = Response(body, status=code, headers=headers)
         # Revocation must show at once: no browser or proxy may keep an old answer.
         add_never_cache_headers(response)
         return response
-
-    def _answer(self, request) -> Response:
-        retry_after = verify_rate_limit(request)
-        if retry_after is not None:
-            return Response(
-                {"detail": RATE_LIMITED_MESSAGE},
-                status=status.HTTP_429_TOO_MANY_REQUESTS,
-                headers={"Retry-After": str(retry_after)},
-            )
-        params = request.query_params
-        code = params.get("code", "").strip()
-        if code:
-            certificate = certificate_by_code(code)
-        else:
-            number, name = params.get("number", ""), params.get("name", "")
-            errors = verification_query_errors(number, name)
-            if errors:
-                raise ValidationError(errors)
-            certificate = certificate_lookup(number=number, name=name)
-        if certificate is None:
-            return Response({"detail": NOT_FOUND_MESSAGE}, status=status.HTTP_404_NOT_FOUND)
-        # verification_answer already has the serializer's shape (JSON-ready strings,
-        # dates in ISO form, the same keys in the same order): running it through
-        # VerificationAnswerSerializer gave the same dict at a fifth of a millisecond a
-        # request, deep-copying 14 fields. The serializer stays as the schema's
-        # description (extend_schema above); the tests compare the JSON key by key.
-        return Response(verification_answer(certificate, timezone.localdate()))

@@ -374,3 +374,175 @@ def test_behind_a_trusted_proxy_clients_are_told_apart_by_forwarded_address(
     again = client.get(API, query, HTTP_X_FORWARDED_FOR="203.0.113.7", **proxy)
     other = client.get(API, query, HTTP_X_FORWARDED_FOR="198.51.100.20", **proxy)
     assert (first.status_code, again.status_code, other.status_code) == (200, 429, 200)
+
+
+# The API's short ways (issue 5: DRF and most middleware skipped for a plain GET) ---------
+
+SHORTCUT = "issuance.middleware.VerifyApiMiddleware"
+
+
+@pytest.fixture
+def shortcut(settings):
+    """The middleware as settings.MIDDLEWARE installs it: right after SecurityMiddleware."""
+    middleware = [m for m in settings.MIDDLEWARE if m != SHORTCUT]
+    middleware.insert(
+        middleware.index("django.middleware.security.SecurityMiddleware") + 1, SHORTCUT
+    )
+    settings.MIDDLEWARE = middleware
+
+
+def _headers(response):
+    """The headers that do not change from one second to the next."""
+    return {k: v for k, v in response.headers.items() if k not in ("Expires", "Date")}
+
+
+def _through_drf(client, query, **extra):
+    """The same request answered by DRF: an Accept header that is not one of the plain
+    ones but gets JSON all the same."""
+    return client.get(API, query, HTTP_ACCEPT="application/json, */*", **extra)
+
+
+QUERIES = {
+    "hit": lambda c: {"number": c.number.lower(), "name": " 张三"},
+    "code": lambda c: {"code": c.verification_code},
+    "miss": lambda c: {"number": "T110105199001010000", "name": "张三"},
+    "wrong name": lambda c: {"number": c.number, "name": "李四"},
+    "unknown code": lambda c: {"code": "AAAAAAAAAAAAAAAA"},
+    "malformed": lambda c: {"number": "ABC", "name": "张三"},
+    "missing": lambda c: {},
+}
+
+
+@pytest.mark.parametrize("language", ["zh-hans", "en"])
+@pytest.mark.parametrize("with_middleware", [False, True], ids=["view", "middleware"])
+@pytest.mark.parametrize("query", QUERIES)
+def test_plain_get_answers_exactly_as_drf_does(
+    request, client, qualification, query, with_middleware, language
+):
+    """Also in English: the short way does not activate the request's language (nothing
+    in the answer is translated); should a message become translatable, this fails."""
+    if with_middleware:
+        request.getfixturevalue("shortcut")
+    params = QUERIES[query](qualification)
+    plain = client.get(API, params, HTTP_ACCEPT_LANGUAGE=language)
+    drf = _through_drf(client, params, HTTP_ACCEPT_LANGUAGE=language)
+    assert plain.status_code == drf.status_code
+    assert plain.content == drf.content
+    assert _headers(plain) == _headers(drf)
+    assert plain["Allow"] == "GET, HEAD, OPTIONS"
+    assert plain["X-Frame-Options"] == "DENY"
+    assert plain["X-Content-Type-Options"] == "nosniff"
+    assert plain["Content-Language"] == language
+    if plain.status_code != 400:
+        assert plain["Cache-Control"] == "max-age=0, no-cache, no-store, must-revalidate, private"
+        assert "Expires" in plain
+
+
+def test_plain_get_is_rate_limited_like_drf(client, settings, shortcut, qualification):
+    settings.VERIFY_RATE = "2/h"
+    query = {"number": qualification.number, "name": "张三"}
+    flooder = {"REMOTE_ADDR": "203.0.113.7"}
+    assert client.get(API, query, **flooder).status_code == 200
+    assert _through_drf(client, query, **flooder).status_code == 200
+    plain = client.get(API, query, **flooder)
+    drf = _through_drf(client, query, **flooder)
+    assert plain.status_code == drf.status_code == 429
+    assert plain.content == drf.content
+    assert plain.json() == {"detail": "查询过于频繁，请稍后再试"}
+    assert int(plain["Retry-After"]) >= 1
+    assert "no-store" in plain["Cache-Control"]
+
+
+def test_the_middleware_still_refuses_a_host_not_allowed(client, shortcut, qualification):
+    query = {"number": qualification.number, "name": "张三"}
+    response = client.get(API, query, HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    assert response["Content-Language"] == "zh-hans"
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_middleware_names_the_negotiated_language_as_before(client, shortcut, qualification):
+    query = {"number": qualification.number, "name": "张三"}
+    response = client.get(API, query, HTTP_ACCEPT_LANGUAGE="en")
+    assert response.status_code == 200
+    assert (response["Content-Language"], response["Vary"]) == ("en", "Accept-Language")
+
+
+@pytest.mark.parametrize("with_middleware", [False, True], ids=["view", "middleware"])
+def test_other_requests_still_go_through_drf(request, client, with_middleware):
+    if with_middleware:
+        request.getfixturevalue("shortcut")
+    options = client.options(API)
+    assert options.status_code == 200
+    assert options.json()["renders"] == ["application/json"]
+    assert client.post(API).status_code == 405
+    assert client.get(API, HTTP_ACCEPT="text/html").status_code == 406
+    # DRF's format parameter: an unknown format is DRF's own 404.
+    response = client.get(API, {"number": "TS2026000001", "name": "张三", "format": "api"})
+    assert response.status_code == 404
+    assert response.json() == {"detail": "未找到。"}
+
+
+def test_the_middleware_answers_without_sessions_or_csrf(client, shortcut, qualification):
+    """Shown by a stale session cookie and a malformed CSRF cookie: the whole stack
+    deletes the one and replaces the other; the short way neither reads nor sets them."""
+    client.cookies["sessionid"] = "stale"
+    client.cookies["csrftoken"] = "x"
+    response = client.get(API, {"number": qualification.number, "name": "张三"})
+    assert response.status_code == 200
+    assert response.cookies == {}
+    assert response["Vary"] == "Accept-Language"
+
+
+def test_the_endpoint_stays_in_the_openapi_schema(client):
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    operation = schema["paths"]["/api/v1/verify/"]["get"]
+    assert operation["operationId"] == "certificate_verify"
+    assert {p["name"] for p in operation["parameters"]} == {"number", "name", "code"}
+    assert set(operation["responses"]) == {"200", "400", "404", "429"}
+
+
+@pytest.fixture
+def redis_limiter():
+    """The limiter's script (this thread's), where the cache is Redis."""
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
+    from issuance.verification import _count_script
+
+    if not isinstance(caches["default"], RedisCache):
+        pytest.skip("the rate limit counts in Redis only with CACHE_URL set")
+    return _count_script(caches["default"]._cache)
+
+
+def test_the_count_survives_redis_not_knowing_its_script(
+    client, settings, redis_limiter, qualification
+):
+    """As after a Redis restart. Not by SCRIPT FLUSH, which would empty the script cache
+    of every database on the shared server: the script is called by a SHA that Redis
+    has never seen, and must be loaded again."""
+    settings.VERIFY_RATE = "2/h"
+    query = {"number": qualification.number, "name": "张三"}
+    assert client.get(API, query).status_code == 200
+    redis_limiter.sha = "0" * 40
+    assert client.get(API, query).status_code == 200
+    assert redis_limiter.sha != "0" * 40
+    assert client.get(API, query).status_code == 429
+
+
+def test_the_count_survives_a_dropped_redis_connection(
+    client, settings, redis_limiter, qualification
+):
+    from django.core.cache import caches
+
+    settings.VERIFY_RATE = "2/h"
+    query = {"number": qualification.number, "name": "张三"}
+    assert client.get(API, query).status_code == 200
+    # Only the limiter's own connection (the Redis server is shared), from another one.
+    other = caches["default"]._cache.get_client(write=True)
+    killed = other.client_kill_filter(_id=redis_limiter.registered_client.client_id())
+    assert killed == 1
+    assert client.get(API, query).status_code == 200
+    assert client.get(API, query).status_code == 429
