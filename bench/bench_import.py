@@ -11,9 +11,13 @@ the file's size for the measurement. The baseline registers 500 such candidates
 (different ID numbers) and is extrapolated per row.
 """
 
+import cProfile
 import os
+import pstats
+import resource
 import time
 import zipfile
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from io import BytesIO, StringIO
 from xml.sax.saxutils import escape, quoteattr
@@ -21,6 +25,9 @@ from xml.sax.saxutils import escape, quoteattr
 from stdnum.cn import ric
 
 ROWS = int(os.environ.get("BENCH_IMPORT_ROWS", "50000"))
+# PROFILE=<file>: profile the measured import (this process only) with cProfile, write
+# the stats to <file> and print the 25 largest cumulative entries.
+PROFILE = os.environ.get("PROFILE", "")
 BASELINE_ROWS = 500
 LINE = (
     "import: {figure:,.0f} rows/s ({rows:,} rows in {seconds:.1f} s), "
@@ -177,6 +184,29 @@ def build_file(first: int, count: int) -> bytes:
 # The measurement -----------------------------------------------------------------------
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished children: the import's validation helper
+    (cases.imports._Helper), counted once it has exited."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@contextmanager
+def profiled():
+    """cProfile around the block when PROFILE names a file (see PROFILE above)."""
+    if not PROFILE:
+        yield
+        return
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        yield
+    finally:
+        profile.disable()
+        profile.dump_stats(PROFILE)
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
+
+
 def coordinator():
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
@@ -234,14 +264,17 @@ def run() -> dict:
         IMPORT_MAX_BYTES=max(settings.IMPORT_MAX_BYTES, len(data)),
     ):
         started, cpu_started = time.perf_counter(), time.process_time()
-        result = candidate_import(
-            actor=actor,
-            file=data,
-            on_progress=lambda done, total: marks.__setitem__("validated", time.perf_counter()),
-            on_written=lambda r: marks.__setitem__("written", time.perf_counter()),
-        )
+        helper_started = _children_cpu()
+        with profiled():
+            result = candidate_import(
+                actor=actor,
+                file=data,
+                on_progress=lambda done, total: marks.__setitem__("validated", time.perf_counter()),
+                on_written=lambda r: marks.__setitem__("written", time.perf_counter()),
+            )
         seconds = time.perf_counter() - started
         cpu_seconds = time.process_time() - cpu_started
+        helper_cpu_seconds = _children_cpu() - helper_started
     load_after = os.getloadavg()[0]
     assert result.ok, result.errors[:5]
     assert result.created == ROWS
@@ -264,6 +297,7 @@ def run() -> dict:
         "file_bytes": len(data),
         "seconds": round(seconds, 3),
         "cpu_seconds": round(cpu_seconds, 3),
+        "helper_cpu_seconds": round(helper_cpu_seconds, 3),
         "validate_seconds": round(marks["validated"] - started, 3),
         "write_seconds": round(marks["written"] - marks["validated"], 3),
         "held_certificates": result.held_created,

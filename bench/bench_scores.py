@@ -19,7 +19,7 @@ from datetime import time as clock
 from decimal import Decimal
 from io import StringIO
 
-from bench.bench_import import coordinator, excel_workbook, id_number
+from bench.bench_import import coordinator, excel_workbook, id_number, profiled
 
 ROWS = int(os.environ.get("BENCH_SCORES_ROWS", "100000"))
 COMPONENTS = ("theory", "practical", "hot_work", "review")
@@ -187,7 +187,8 @@ def run() -> dict:
     events_before = AuditEvent.objects.count()
     load_before = os.getloadavg()[0]
     started, cpu_started = time.perf_counter(), time.process_time()
-    counts = scores_import(actor=grader, session=session, file=data, name="机考成绩.xlsx")
+    with profiled():  # PROFILE=<file>, as in bench_import
+        counts = scores_import(actor=grader, session=session, file=data, name="机考成绩.xlsx")
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
     load_after = os.getloadavg()[0]

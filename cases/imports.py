@@ -5,23 +5,34 @@ template's 说明 sheet documents it): sheet 考生, the header in row 1, one ca
 row, and up to CERT_SLOTS held certificates in column groups 证书1…, 证书2…. A file
 without a sheet named 考生 is read from its first sheet.
 
-All-or-nothing per file. The whole file is read and validated first with the rules of
-cases.services and cases.validators (parse_id_number, held_certificate_problems, each
-model's field rules and clean()), collecting every problem as (row as shown in Excel,
-column header, reason in Chinese). Only a clean file is written: in one transaction,
-with bulk inserts and one audit event per candidate (`candidate.create`) and per
-certificate (`held_certificate.create`) carrying the same field snapshots the
-single-create services record. Existing ID and certificate numbers are fetched with a
-few `IN` queries, never one query per row. No model instance is built per row: cells
-are read by config.xlsx, rows written by config.bulk and audited by
-audit_record_bulk, so 50,000 rows take about 20 seconds (bench/bench_import.py).
+All-or-nothing per file. Every row is validated with the rules of cases.services and
+cases.validators (parse_id_number, held_certificate_problems, each model's field rules
+and clean()), collecting every problem as (row as shown in Excel, column header, reason
+in Chinese). Only a clean file is written: in one transaction, with bulk inserts and one
+audit event per candidate (`candidate.create`) and per certificate
+(`held_certificate.create`) carrying the same field snapshots the single-create
+services record. Existing ID and certificate numbers are fetched with one query each,
+never one per row. No model instance is built per row: cells are read by config.xlsx,
+rows written by config.bulk and audited by audit_record_bulk.
+
+Large files use both cores: a forked helper process validates parts of the file while
+this one reads the rest (`_Helper`; the errors are those one process finds, in the same
+order). bench/README.md ("import") has the figures.
 
 Jobs: `import_job_create` stores the upload and queues `cases.tasks.candidate_import_run`
 on commit; `import_job_run` (the task body) claims the job, validates and writes.
 """
 
+import contextlib
+import json
 import logging
+import multiprocessing.connection
+import os
+import queue
 import re
+import signal
+import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,7 +40,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from io import BytesIO
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import uuid4
 from xml.parsers import expat
 
@@ -37,7 +48,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connections, models, router, transaction
 from django.db.models import Max, Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -49,7 +60,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from stdnum.cn import ric
 
 from audit.masking import mask_id_number, mask_ids_in
-from audit.services import Event, audit_record_bulk
+from audit.services import CanonicalJSON, Event, audit_record_bulk, json_text
 from catalog.models import Occupation, QualificationType
 from config.bulk import insert_rows
 from config.xlsx import UnsafeXML, open_workbook, sheet_rows
@@ -64,7 +75,7 @@ from .models import (
 )
 from .roles import Role
 from .services import CANDIDATE_FIELDS, HELD_FIELDS, held_certificate_problems, require_role
-from .validators import PROVINCE_CODES, parse_id_number
+from .validators import parse_id_number, region_codes
 
 
 def education_labels_zh() -> dict[str, str]:
@@ -169,15 +180,24 @@ class CellProblem(Exception):
     pass
 
 
-@dataclass
-class _Row:
-    """A validated row as plain values: no model instance is built for it (a 50,000-row
-    file would spend seconds in Model.__init__ alone; bench/README.md)."""
+class _Row(NamedTuple):
+    """A validated row as plain values, with the text of its audit events: no model
+    instance is built for it (a 50,000-row file would spend seconds in Model.__init__
+    alone; bench/README.md). Only text, numbers and None, dates and decimals as their
+    text (what the audit records; the inserts' fields read them back): such tuples are
+    several times cheaper to send between processes than dates and Decimals."""
 
     excel_row: int
-    candidate: dict[str, Any]  # Candidate attnames -> values
-    work_years: dict[str, Decimal]  # occupation code -> years
-    held: list[dict[str, Any]]  # HeldCertificate attnames -> values
+    candidate: tuple  # values of CANDIDATE_COLUMNS
+    changes: str  # the candidate.create event's changes, as CanonicalJSON text
+    repr: str  # str() of the candidate
+    work_years: list[tuple[str, str]]  # (occupation code, years) by code
+    held: list[tuple[tuple, str, str]]  # (values of HELD_COLUMNS, changes, repr) each
+
+
+def _plain(value):
+    # A date as the ISO text the audit records and DateField.to_python reads back.
+    return value.isoformat() if isinstance(value, date) else value
 
 
 ProgressCallback = Callable[[int, int], None]
@@ -506,11 +526,11 @@ def parse_id_number_fast(raw: str, today: date) -> tuple[str, date, str] | None:
 
     Accepts only what parse_id_number accepts: 18 ASCII characters, 17 digits and a
     digit or X, stdnum's check digit, a real birth date not after `today` and a known
-    province. parse_id_number also accepts a county code stdnum knows under a province
-    outside PROVINCE_CODES, and spaces that stdnum compacts away; those go the slow way.
-    tests/cases/test_imports.py checks the two agree on valid and broken numbers."""
+    region code (`region_codes`). parse_id_number also accepts spaces that stdnum
+    compacts away; those go the slow way. tests/cases/test_imports.py checks the two
+    agree on valid and broken numbers."""
     number = raw.upper()
-    if not _ID_FORMAT.fullmatch(number) or number[:2] not in PROVINCE_CODES:
+    if not _ID_FORMAT.fullmatch(number) or number[:6] not in region_codes():
         return None
     if number[17] != ric.calc_check_digit(number):
         return None
@@ -593,13 +613,26 @@ class _Holder:
 
 
 class _Validator:
-    """Validates rows one by one, remembering the ID and certificate numbers seen so far
-    (duplicates within the file), then the whole file against the database."""
+    """Validates rows one by one (`row`), noting where each ID and certificate number
+    occurs; then `duplicates` reports the numbers a file repeats and `against_database`
+    those already registered.
+
+    Each row's checks depend on that row alone, so a file's rows can be validated in
+    parts, in any process (`part`), and put together in file order: every duplicate is
+    reported from the occurrences of the whole file, after the rows' own problems, which
+    is where a row-by-row check would have put it (it was each cell's last check)."""
 
     def __init__(self, actor):
         self.actor = actor
         self.errors: list[RowError] = []
         self.rows: list[_Row] = []
+        # Where numbers occur, in file order: (ID number, row) and
+        # ((qualification type id, certificate number), row, column).
+        self.id_seen: list[tuple[str, int]] = []
+        self.number_seen: list[tuple[tuple[int, str], int, str]] = []
+        self.candidate_changes = _CreateChanges(Candidate, CANDIDATE_FIELDS, CANDIDATE_COLUMNS)
+        region_codes()  # read once here, before a helper process is forked
+        self.held_changes = _CreateChanges(HeldCertificate, HELD_FIELDS, HELD_COLUMNS)
         self.qtypes = {q.code: q for q in QualificationType.objects.all()}
         self.occupations = {
             o.code: o for o in Occupation.objects.filter(code__in=WORK_YEARS_COLUMNS.values())
@@ -703,11 +736,9 @@ class _Validator:
             self.model_errors(excel_row, problems, lambda f: CANDIDATE_FIELD_COLUMNS.get(f, NAME))
 
         if ID_NUMBER not in failed:
-            first = self.id_rows.setdefault(number, excel_row)
-            if first != excel_row:
-                self.error(excel_row, ID_NUMBER, f"身份证号码与第 {first} 行重复")
+            self.id_seen.append((number, excel_row))
 
-        work_years: dict[str, Decimal] = {}
+        work_years: list[tuple[str, str]] = []
         for column, code in WORK_YEARS_COLUMNS.items():
             years = cell(column, _decimal)
             if years is None:
@@ -719,7 +750,7 @@ class _Validator:
             if problems is not None:
                 self.model_errors(excel_row, problems, lambda f, column=column: column)
                 continue
-            work_years[code] = years
+            work_years.append((code, str(years)))
 
         held = []
         holder = _Holder(number)
@@ -728,11 +759,22 @@ class _Validator:
             if certificate is not None:
                 held.append(certificate)
         if len(self.errors) == errors_before:
-            self.rows.append(_Row(excel_row, candidate, work_years, held))
+            values = tuple(_plain(candidate[c]) for c in CANDIDATE_COLUMNS)
+            changes = self.candidate_changes.text(values)
+            if work_years:
+                work_years.sort()
+                # candidate_create's work_years change: {code: years as text}.
+                years_text = ",".join(f"{json_text(c)}:{json_text(y)}" for c, y in work_years)
+                changes = (
+                    f'{changes[:-1]},"work_years":{{"after":{{{years_text}}},"before":null}}}}'
+                )
+            self.rows.append(
+                _Row(excel_row, values, changes, _candidate_repr(candidate), work_years, held)
+            )
 
     def certificate(
         self, excel_row: int, slot: int, cells: dict, holder: _Holder, failed: set[str]
-    ) -> dict[str, Any] | None:
+    ) -> tuple[tuple, str, str] | None:
         columns = _CERT_COLUMNS[slot]
         if all(_is_blank(cells.get(column)) for column in columns.values()):
             return None  # no certificate in this slot
@@ -791,43 +833,82 @@ class _Validator:
             )
 
         if qtype is not None and number:
-            first_row, first_column = self.number_cells.setdefault(
-                (qtype.pk, number), (excel_row, columns["编号"])
-            )
-            if first_row != excel_row:
-                self.error(excel_row, columns["编号"], f"证书编号 {number} 与第 {first_row} 行重复")
-            elif first_column != columns["编号"]:
-                self.error(
-                    excel_row, columns["编号"], f"证书编号 {number} 与本行「{first_column}」重复"
-                )
+            self.number_seen.append(((qtype.pk, number), excel_row, columns["编号"]))
         if len(self.errors) != errors_before:
             return None
-        held["qualification_type"] = qtype
-        return held
+        values = tuple(_plain(held[c]) for c in HELD_COLUMNS)
+        return values, self.held_changes.text(values), _held_repr(qtype, number)
+
+    def part(self, rows: list[tuple[int, list]], indexes, tick=None) -> "_Part":
+        """Validate `rows` ((Excel row, cell values) with the header's column `indexes`)
+        on their own: their errors, where their numbers occur and their clean rows.
+        `tick()` after each row, for progress."""
+        self.errors, self.rows, self.id_seen, self.number_seen = [], [], [], []
+        for excel_row, values in rows:
+            width = len(values)
+            self.row(excel_row, {name: values[i] if i < width else None for name, i in indexes})
+            if tick is not None:
+                tick()
+        return _Part(self.errors, self.rows, self.id_seen, self.number_seen)
+
+    def duplicates(self) -> None:
+        """Report every ID and certificate number the file repeats, against its first
+        occurrence (held_certificate_create's and the file's own messages)."""
+        for number, row in self.id_seen:
+            first = self.id_rows.setdefault(number, row)
+            if first != row:
+                self.error(row, ID_NUMBER, f"身份证号码与第 {first} 行重复")
+        for key, row, column in self.number_seen:
+            first_row, first_column = self.number_cells.setdefault(key, (row, column))
+            if first_row != row:
+                self.error(row, column, f"证书编号 {key[1]} 与第 {first_row} 行重复")
+            elif first_column != column:
+                self.error(row, column, f"证书编号 {key[1]} 与本行「{first_column}」重复")
 
     def against_database(self) -> None:
-        """ID and certificate numbers already registered: a few IN queries in all."""
-        for chunk in _chunks(list(self.id_rows), LOOKUP_CHUNK):
-            registered = Candidate.objects.filter(id_number__in=chunk).values_list(
-                "id_number", flat=True
-            )
-            for number in registered:
-                self.error(self.id_rows[number], ID_NUMBER, "该身份证号码已登记")
+        """ID and certificate numbers already registered: one query for each."""
+        for (number,) in _registered(Candidate, "id_number", list(self.id_rows), ["id_number"]):
+            self.error(self.id_rows[number], ID_NUMBER, "该身份证号码已登记")
         numbers = sorted({number for _, number in self.number_cells})
-        for chunk in _chunks(numbers, LOOKUP_CHUNK):
-            registered = HeldCertificate.objects.filter(number__in=chunk).values_list(
-                "qualification_type_id", "number"
-            )
-            for key in registered:
-                if key in self.number_cells:
-                    row, column = self.number_cells[key]
-                    # held_certificate_create's message.
-                    self.error(row, column, f"证书编号 {key[1]} 已登记")
+        for key in _registered(
+            HeldCertificate, "number", numbers, ["qualification_type_id", "number"]
+        ):
+            if key in self.number_cells:
+                row, column = self.number_cells[key]
+                # held_certificate_create's message.
+                self.error(row, column, f"证书编号 {key[1]} 已登记")
 
 
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _registered(model: type[models.Model], name: str, values: list[str], columns: list[str]):
+    """Rows (tuples of `columns`) of `model` whose field `name` is one of `values`.
+
+    One query with the values as one parameter (an array on PostgreSQL, a JSON array
+    read by json_each on SQLite), both using the field's unique index: the ORM's IN
+    lists cost ~10 µs of query building per value, a second for a 50,000-row file."""
+    if not values:
+        return []
+    connection = connections[router.db_for_read(model)]
+    if connection.vendor not in {"postgresql", "sqlite"}:
+        return [
+            row
+            for start in range(0, len(values), LOOKUP_CHUNK)
+            for row in model.objects.filter(
+                **{f"{name}__in": values[start : start + LOOKUP_CHUNK]}
+            ).values_list(*columns)
+        ]
+    meta, quote = model._meta, connection.ops.quote_name
+    # Identifiers from the model's meta, quoted; the values are one parameter.
+    selected = ", ".join(quote(meta.get_field(column).column) for column in columns)
+    table, column = quote(meta.db_table), quote(meta.get_field(name).column)
+    if connection.vendor == "postgresql":
+        sql = f"SELECT {selected} FROM {table} WHERE {column} = ANY(%s)"  # noqa: S608
+        parameter: Any = values
+    else:
+        sql = f"SELECT {selected} FROM {table} WHERE {column} IN (SELECT value FROM json_each(%s))"  # noqa: S608
+        parameter = json.dumps(values)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [parameter])
+        return cursor.fetchall()
 
 
 def _error_order(error: RowError) -> tuple[int, int]:
@@ -855,35 +936,207 @@ def _validate(file, *, actor, on_progress: ProgressCallback | None) -> tuple[Imp
     return result, validator.rows if result.ok else []
 
 
+# Rows validated as one part: large enough that sending a part to the helper costs little
+# next to checking it, small enough for steady progress and an even share of the work.
+PART_ROWS = 250
+# From this many rows a second process validates parts of the file (forking it and
+# sending its rows back cost ~0.1 s); fewer rows, or where forking is unsafe, one.
+PARALLEL_MIN_ROWS = 2000
+HELPER_AHEAD = 4
+
+
+class _Part(NamedTuple):
+    """What validating some rows on their own gives (`_Validator.part`)."""
+
+    errors: list[RowError]
+    rows: list[_Row]
+    id_seen: list[tuple[str, int]]
+    number_seen: list[tuple[tuple[int, str], int, str]]
+
+
+def _may_fork() -> bool:
+    """Whether a helper process may be forked here: where fork exists, and only from a
+    process running one thread (the child gets only the forking thread: a lock another
+    thread held at the fork, the import lock say, would stay held in it for ever). A
+    Celery prefork worker runs tasks in its one thread; a threaded development server
+    validates in its own process."""
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+class _Helper:
+    """A forked process validating parts of the file (`_Validator.part`) while this one
+    reads the sheet and validates parts of its own: the two cores each do about half.
+
+    The child inherits the validator as it stands (catalog rows, caches) and never
+    touches the database or the connection it inherited; its results come back through
+    a pipe and this process puts them together in file order, so the errors are the ones
+    one process finds. A thread here receives them as they come, so that neither side
+    ever waits to send while the other waits to send too.
+
+    Forked with os.fork, not multiprocessing: multiprocessing refuses children to a
+    daemonic process, which a Celery prefork worker is, so that a terminated worker
+    leaves no orphans. This child cannot outlive its parent by more than the part in
+    hand: it exits when told, when the pipe closes (the parent died), on any error, and
+    always through os._exit (none of the parent's exit handlers). Parts it has not
+    answered are then validated here."""
+
+    def __init__(self, validator: "_Validator", indexes):
+        self.connection, child = multiprocessing.connection.Pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child
+            code = 1
+            try:
+                self.connection.close()
+                _helper_main(validator, indexes, child)
+                code = 0
+            finally:
+                os._exit(code)
+        child.close()
+        self.sent: dict[int, list] = {}  # part index -> its rows, until answered
+        self.answers: queue.SimpleQueue = queue.SimpleQueue()
+        self.receiver = threading.Thread(target=self._receive, daemon=True)
+        self.receiver.start()
+
+    def _receive(self) -> None:
+        try:
+            while True:
+                self.answers.put(self.connection.recv())
+        except (EOFError, OSError):
+            self.answers.put(None)  # the child has gone
+
+    def send(self, index: int, rows: list) -> None:
+        self.sent[index] = rows
+        self.connection.send((index, rows))
+
+    def results(self, *, wait: bool) -> Iterator[tuple[int, _Part, int]]:
+        """(part index, part, rows in it) of each answer received; with `wait`, until
+        every part sent is answered. EOFError when the child is gone."""
+        while self.sent:
+            try:
+                answer = self.answers.get(block=wait)
+            except queue.Empty:
+                return
+            if answer is None:
+                self.answers.put(None)  # stays gone
+                raise EOFError("the import validation helper has gone")
+            index, part = answer
+            yield index, part, len(self.sent.pop(index))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.send(None)
+        try:
+            deadline = time.monotonic() + 5
+            while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+                if time.monotonic() > deadline:
+                    os.kill(self.pid, signal.SIGKILL)
+                    os.waitpid(self.pid, 0)
+                    break
+                time.sleep(0.005)
+        except ChildProcessError:
+            pass  # already reaped
+        self.connection.close()
+        self.receiver.join(timeout=5)
+
+
+def _helper_main(validator: "_Validator", indexes, connection) -> None:
+    with contextlib.suppress(EOFError):
+        while (task := connection.recv()) is not None:
+            index, rows = task
+            connection.send((index, validator.part(rows, indexes)))
+
+
 def _validate_sheet(workbook, actor, on_progress) -> tuple[_Validator, int]:
     sheet = _data_sheet(workbook)
-    estimate = _check_row_limit(sheet)
+    estimate = _check_row_limit(sheet) or 0
     limit = settings.IMPORT_MAX_ROWS
     rows = _sheet_rows(sheet)
     first = next(rows, None)
     if first is None:
         raise FileProblem(f"工作表「{sheet.title}」是空的；请使用系统提供的模板")
     positions, header_errors = _header_map(tuple(first[1]))
+    validator = _Validator(actor)
     if header_errors:
-        validator = _Validator(actor)
         validator.errors = header_errors
         return validator, 0
     indexes = [(name, positions[name]) for name in COLUMNS]
-    validator = _Validator(actor)
-    total = 0
-    for excel_row, values in rows:
-        if all(_is_blank(value) for value in values):
-            continue
-        total += 1
-        if total > limit:
-            # Reached only when the writer recorded no dimension (see _check_row_limit).
-            raise FileProblem(f"数据行超过单次导入上限 {limit} 行；请拆分后分批导入")
-        width = len(values)
-        validator.row(excel_row, {name: values[i] if i < width else None for name, i in indexes})
-        if on_progress and total % PROGRESS_EVERY == 0:
-            on_progress(total, max(estimate or 0, total))
+    total = validated = 0
+    parts: list[_Part | None] = []
+    helper: _Helper | None = None
+    may_fork = _may_fork()
+
+    def tick(count: int = 1) -> None:
+        nonlocal validated
+        before, validated = validated, validated + count
+        if on_progress and validated // PROGRESS_EVERY > before // PROGRESS_EVERY:
+            on_progress(validated, max(estimate, total))
+
+    def helper_lost() -> None:
+        nonlocal helper
+        logger.warning("import validation helper died; validating its rows here")
+        lost, helper = helper, None
+        lost.close()
+        for index, part_rows in sorted(lost.sent.items()):
+            parts[index] = validator.part(part_rows, indexes, tick)
+
+    def collect(*, wait: bool) -> None:
+        try:
+            for index, part, count in helper.results(wait=wait):
+                parts[index] = part
+                tick(count)
+        except EOFError:
+            helper_lost()
+
+    def dispatch(part_rows: list) -> None:
+        nonlocal helper, may_fork
+        index = len(parts)
+        parts.append(None)
+        if helper is None and may_fork and max(estimate, total) >= PARALLEL_MIN_ROWS:
+            may_fork = False  # one helper per file at most
+            try:
+                helper = _Helper(validator, indexes)
+            except OSError:
+                logger.warning("could not start an import validation helper", exc_info=True)
+        if helper is not None:
+            collect(wait=False)
+        # Keep the helper a few parts ahead; when it falls behind (it shares the cores
+        # with this process and others), this process validates the part itself.
+        if helper is not None and len(helper.sent) < HELPER_AHEAD:
+            try:
+                helper.send(index, part_rows)
+                return
+            except OSError:
+                helper_lost()  # validates this part too: it is among those sent
+                return
+        parts[index] = validator.part(part_rows, indexes, tick)
+
+    part_rows: list = []
+    try:
+        for excel_row, values in rows:
+            if all(_is_blank(value) for value in values):
+                continue
+            total += 1
+            if total > limit:
+                # Reached only when the writer recorded no dimension (see _check_row_limit).
+                raise FileProblem(f"数据行超过单次导入上限 {limit} 行；请拆分后分批导入")
+            part_rows.append((excel_row, values))
+            if len(part_rows) == PART_ROWS:
+                dispatch(part_rows)
+                part_rows = []
+        if part_rows:
+            dispatch(part_rows)
+        if helper is not None:
+            collect(wait=True)
+    finally:
+        if helper is not None:
+            helper.close()
     if total == 0:
         raise FileProblem("文件中没有考生数据（自第 2 行起每行填写一名考生）")
+    validator.errors = [error for part in parts for error in part.errors]
+    validator.rows = [row for part in parts for row in part.rows]
+    validator.id_seen = [seen for part in parts for seen in part.id_seen]
+    validator.number_seen = [seen for part in parts for seen in part.number_seen]
+    validator.duplicates()
     validator.against_database()
     if on_progress:
         on_progress(total, total)
@@ -928,14 +1181,49 @@ class _Snapshot:
         }
 
 
+class _CreateChanges:
+    """`_Snapshot`'s changes as the canonical JSON text audit_record_bulk stores and
+    hashes (CanonicalJSON), from a row's values in the order of `columns`: the fields
+    sorted, each {"after": value, "before": null}, the defaults encoded once. A dict per
+    event and its encoding cost more than validating the row (bench/README.md)."""
+
+    def __init__(self, model: type[models.Model], fields: list[str], columns: list[str]):
+        self.snapshot = _Snapshot(model, fields)
+        self.columns = columns
+        position = {column: index for index, column in enumerate(columns)}
+        template, self.order = [], []
+        for name in sorted(fields):
+            f = model._meta.get_field(name)
+            if f.attname in position:
+                value = "%s"
+                self.order.append(position[f.attname])
+            else:
+                value = json_text(_json_ready(f.get_default())).replace("%", "%%")
+            template.append(
+                f'{json_text(name).replace("%", "%%")}:{{"after":{value},"before":null}}'
+            )
+        self.template = "{" + ",".join(template) + "}"
+
+    def text(self, values: tuple) -> str:
+        return self.template % tuple([json_text(values[index]) for index in self.order])
+
+    def check(self, values: tuple) -> None:
+        """Refuse (RuntimeError) unless `text` gives what encoding `_Snapshot`'s dict
+        gives: run on an import's first row, so the two can never drift apart."""
+        changes = self.snapshot(dict(zip(self.columns, values, strict=True)))
+        # AuditEvent.canonical's encoding.
+        expected = json.dumps(changes, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        if self.text(values) != expected:
+            raise RuntimeError("cases.imports no longer encodes changes as audit does")
+
+
 def _candidate_repr(values: dict[str, Any]) -> str:
     # Candidate.__str__
     return f"{values['name']}（{mask_id_number(values['id_number'])}）"[:200]
 
 
-def _held_repr(values: dict[str, Any]) -> str:
+def _held_repr(qtype: QualificationType, number: str) -> str:
     # HeldCertificate.__str__ and masked_number
-    qtype, number = values["qualification_type"], values["number"]
     if qtype.number_is_holder_id and len(number) > 1:
         number = number[0] + mask_id_number(number[1:])
     return f"{qtype.code} {number}"[:200]
@@ -947,18 +1235,24 @@ def _write(rows: list[_Row], *, actor) -> tuple[int, int]:
     Plain inserts (config.bulk: COPY on PostgreSQL) of the values validated above, with
     the primary keys read back by their unique ID and certificate numbers; then one audit
     event per candidate and per certificate with the changes, object and text
-    candidate_create and held_certificate_create record."""
+    candidate_create and held_certificate_create record (built while validating)."""
+    _CreateChanges(Candidate, CANDIDATE_FIELDS, CANDIDATE_COLUMNS).check(rows[0].candidate)
+    first_held = next((h for row in rows for h in row.held), None)
+    if first_held is not None:
+        _CreateChanges(HeldCertificate, HELD_FIELDS, HELD_COLUMNS).check(first_held[0])
     # New rows get keys above the largest one now (sequences and SQLite's AUTOINCREMENT
     # only grow), so reading back the rows above it finds them all; rows others commit
     # meanwhile may come along and are ignored (their numbers cannot be ours: the unique
     # indexes make a concurrent insert of one of ours wait for this transaction).
     after = Candidate.objects.aggregate(last=Max("pk"))["last"] or 0
+    actor_id = actor.pk
     insert_rows(
         Candidate,
         [*CANDIDATE_COLUMNS, "created_by_id"],
-        ((*(row.candidate[c] for c in CANDIDATE_COLUMNS), actor.pk) for row in rows),
+        ((*row.candidate, actor_id) for row in rows),
     )
-    candidate_ids = dict(Candidate.objects.filter(pk__gt=after).values_list("id_number", "pk"))
+    by_number = dict(Candidate.objects.filter(pk__gt=after).values_list("id_number", "pk"))
+    candidate_ids = [by_number[row.candidate[0]] for row in rows]  # id_number comes first
     occupations = dict(
         Occupation.objects.filter(code__in=WORK_YEARS_COLUMNS.values()).values_list("code", "pk")
     )
@@ -966,17 +1260,20 @@ def _write(rows: list[_Row], *, actor) -> tuple[int, int]:
         WorkExperience,
         ["candidate_id", "occupation_id", "years"],
         (
-            (candidate_ids[row.candidate["id_number"]], occupations[code], years)
-            for row in rows
-            for code, years in row.work_years.items()
+            (candidate_id, occupations[code], years)
+            for row, candidate_id in zip(rows, candidate_ids, strict=True)
+            for code, years in row.work_years
         ),
     )
-    held = [(candidate_ids[row.candidate["id_number"]], h) for row in rows for h in row.held]
     after = HeldCertificate.objects.aggregate(last=Max("pk"))["last"] or 0
     insert_rows(
         HeldCertificate,
         ["candidate_id", *HELD_COLUMNS],
-        ((candidate_id, *(h[c] for c in HELD_COLUMNS)) for candidate_id, h in held),
+        (
+            (candidate_id, *values)
+            for row, candidate_id in zip(rows, candidate_ids, strict=True)
+            for values, _, _ in row.held
+        ),
     )
     held_ids = {
         (qtype_id, number): pk
@@ -985,38 +1282,35 @@ def _write(rows: list[_Row], *, actor) -> tuple[int, int]:
         )
     }
 
-    candidate_changes = _Snapshot(Candidate, CANDIDATE_FIELDS)
-    held_changes = _Snapshot(HeldCertificate, HELD_FIELDS)
+    candidate_type = Candidate._meta.label_lower
+    held_type = HeldCertificate._meta.label_lower
     events: list[Event] = []
-    for row in rows:
+    add = events.append
+    held_count = 0
+    for row, candidate_id in zip(rows, candidate_ids, strict=True):
         # The same changes candidate_create and held_certificate_create record.
-        changes = candidate_changes(row.candidate)
-        if row.work_years:
-            changes["work_years"] = {
-                "before": None,
-                "after": {code: str(years) for code, years in sorted(row.work_years.items())},
-            }
-        events.append(
+        add(
             Event(
-                action="candidate.create",
-                object_type=Candidate._meta.label_lower,
-                object_id=str(candidate_ids[row.candidate["id_number"]]),
-                object_repr=_candidate_repr(row.candidate),
-                changes=changes,
+                "candidate.create",
+                candidate_type,
+                str(candidate_id),
+                row.repr,
+                changes=CanonicalJSON(row.changes),
             )
         )
-        events.extend(
-            Event(
-                action="held_certificate.create",
-                object_type=HeldCertificate._meta.label_lower,
-                object_id=str(held_ids[(h["qualification_type_id"], h["number"])]),
-                object_repr=_held_repr(h),
-                changes=held_changes(h),
+        for values, changes, text in row.held:
+            held_count += 1
+            add(
+                Event(
+                    "held_certificate.create",
+                    held_type,
+                    str(held_ids[values[0], values[1]]),  # type id and number come first
+                    text,
+                    changes=CanonicalJSON(changes),
+                )
             )
-            for h in row.held
-        )
     audit_record_bulk(actor=actor, events=events)
-    return len(rows), len(held)
+    return len(rows), held_count
 
 
 def candidate_import(
@@ -1118,7 +1412,7 @@ def import_job_run(*, job_id: int) -> bool:
     transaction and cannot report progress that others could see (on SQLite not even
     from a second connection: the writer holds the database lock), so the page shows
     "writing" while processed_rows == total_rows and the job is still running; for the
-    50,000-row bench that phase lasts about ten seconds.
+    50,000-row bench that phase lasts about five seconds on an idle machine.
     """
     claimed_at = timezone.now()
     stale = claimed_at - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)

@@ -35,6 +35,7 @@ entering user).
 
 import csv
 import io
+import json
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -45,7 +46,14 @@ from django.db import transaction
 from django.db.models import Q, prefetch_related_objects
 
 from audit.exceptions import DomainError, StateConflict
-from audit.services import Event, audit_record_bulk, audit_record_many, event_for
+from audit.services import (
+    CanonicalJSON,
+    Event,
+    audit_record_bulk,
+    audit_record_many,
+    event_for,
+    json_text,
+)
 from cases.models import CaseExemption, MarkingMode, PlanComponent
 from cases.roles import Role, has_role, require_role
 from catalog.models import Component
@@ -660,6 +668,35 @@ class _Roster:
         prefetch_related_objects(marked, "components", "case__exemptions")
 
 
+# The changes _apply records for a new mark, as the canonical JSON audit_record_bulk
+# stores (keys sorted): encoding a dict per mark cost more than checking the row.
+_ENTER_CHANGES = (
+    '{"booking":{"after":%s,"before":null},"component":{"after":%s,"before":null},'
+    '"score":{"after":%s,"before":null},"slot":{"after":%s,"before":null}}'
+)
+
+
+def _enter_changes(ticket: str, component: str, slot: str, score: Decimal) -> CanonicalJSON:
+    values = (ticket, component, str(score), str(slot))
+    return CanonicalJSON(_ENTER_CHANGES % tuple(json_text(value) for value in values))
+
+
+def _check_enter_changes(event: Event, ticket: str, component: str, slot: str, score) -> None:
+    """Refuse (RuntimeError) unless `_enter_changes` gives the canonical encoding of the
+    dict _apply records; run on an import's first new mark."""
+    changes = {
+        "booking": {"before": None, "after": ticket},
+        "component": {"before": None, "after": component},
+        "slot": {"before": None, "after": slot},
+        "score": {"before": None, "after": str(score)},
+    }
+    # AuditEvent.canonical's encoding.
+    if event.changes != json.dumps(
+        changes, sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    ):
+        raise RuntimeError("scores_import no longer encodes changes as mark_enter records them")
+
+
 def _insert_marks(session: ExamSession, new: list[_PendingMark]) -> None:
     """Insert the new marks in one go (config.bulk), then give each its mark.enter event
     its primary key: the session row is locked, so the session's marks read back are
@@ -699,6 +736,8 @@ def scores_import(*, actor, session: ExamSession, file, name: str = "", reason: 
     require_role(actor, Role.GRADER, Role.COORDINATOR)
     session = _lock_session(session)
     _require_marking(session)
+    entered_reason = reason.strip()  # as _apply strips it
+    mark_type = Mark._meta.label_lower
     data = file if isinstance(file, bytes) else file.read()
     header, rows = _read_rows(data, name)
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
@@ -716,6 +755,8 @@ def scores_import(*, actor, session: ExamSession, file, name: str = "", reason: 
     }
     known_components = set(Component.objects.values_list("code", flat=True))
     desks: dict[str, _Desk] = {}
+    # (component code, slot asked) -> _resolve_slot's outcome for a booking without marks
+    unmarked: dict[tuple[str, str | None], str | _Refused] = {}
     refused_components: dict[str, str] = {}
 
     def desk_for(code: str) -> _Desk:
@@ -788,7 +829,22 @@ def scores_import(*, actor, session: ExamSession, file, name: str = "", reason: 
             desk = desk_for(code)
             roster.check(desk, booking)
             value = parse_score(row.values.get(COL_SCORE), desk.plan_component.max_score)
-            slot = _resolve_slot(desk, booking, slot)
+            if booking.pk in desk.marks:
+                slot = _resolve_slot(desk, booking, slot)
+            else:
+                # For a booking without marks _resolve_slot reads nothing of the booking
+                # (its marks are none): the outcome depends on the desk and the slot
+                # asked alone, so it is worked out once per desk and slot.
+                outcome = unmarked.get((desk.component.code, slot))
+                if outcome is None:
+                    try:
+                        outcome = _resolve_slot(desk, booking, slot)
+                    except _Refused as refused:
+                        outcome = refused
+                    unmarked[desk.component.code, slot] = outcome
+                if isinstance(outcome, _Refused):
+                    raise _Refused(outcome.field, outcome.message, outcome.kind)
+                slot = outcome
             # One mark per row: a second row reaching the same mark (评次 left empty on
             # one, given on the other) is a duplicate too, not a silent overwrite.
             first = marked.setdefault((booking.pk, code, slot), row.number)
@@ -816,24 +872,23 @@ def scores_import(*, actor, session: ExamSession, file, name: str = "", reason: 
         mark = _PendingMark(booking, desk.component, slot, actor.pk, value)
         desk.marks.setdefault(booking.pk, {})[slot] = mark
         # mark_enter's event; its object id is known once the mark is inserted.
+        ticket, component_code = booking.ticket_number, desk.component.code
         mark.event = Event(
-            action="mark.enter",
-            object_type=Mark._meta.label_lower,
-            object_id="",
-            object_repr=f"{booking.ticket_number} {desk.component.code} {slot} {value}"[:200],
-            reason=reason.strip(),
-            changes={
-                "booking": {"before": None, "after": booking.ticket_number},
-                "component": {"before": None, "after": desk.component.code},
-                "slot": {"before": None, "after": slot},
-                "score": {"before": None, "after": str(value)},
-            },
+            "mark.enter",
+            mark_type,
+            "",
+            f"{ticket} {component_code} {slot} {value}"[:200],
+            reason=entered_reason,
+            changes=_enter_changes(ticket, component_code, slot, value),
         )
         desk.events.append(mark.event)
         new.append(mark)
         counts["entered"] += 1
     if errors:  # raising rolls back every row already written
         raise ScoreImportError(errors)
+    if new:
+        m = new[0]
+        _check_enter_changes(m.event, m.booking.ticket_number, m.component.code, m.slot, m.score)
     _insert_marks(session, new)
     events = [e for d in desks.values() for e in d.events]
     events.append(
