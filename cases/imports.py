@@ -1539,6 +1539,9 @@ def import_job_progress(job: ImportJob) -> dict[str, Any]:
         "status_display": job.get_status_display(),
         "total_rows": total,
         "processed_rows": processed,
+        # The keys static/js/jobs.js reads, as every background job's progress has them.
+        "done": total if job.status == ImportJobStatus.SUCCEEDED else processed,
+        "total": total,
         "percent": job.progress_percent,
         "created_count": job.created_count,
         "error_count": error_count,

@@ -1,5 +1,6 @@
-// Background job page: poll the job's progress endpoint every second and update the bar
-// and the status line; when the job finishes, reload to show its outcome. A box marked
+// Background job pages (jobs, candidate imports): poll the progress endpoint every second
+// and update the bar and the status line; when the job finishes, reload to show its
+// outcome (the JSON's done, total, percent, message, finished). A box marked
 // data-job-follow-up follows what keeps going after the job (`follow_up` in the JSON,
 // e.g. the PDFs of a batch issue) the same way.
 // Plain JavaScript, no dependencies (served from static/, no CDN).

@@ -662,7 +662,7 @@ def test_upload_page_runs_the_import_and_shows_the_error_table(
     page = client.get(response["Location"]).content.decode()
     assert "导入失败：发现 1 个问题，未写入任何数据" in page
     assert '<td class="num">2</td><td>身份证号码</td><td>身份证号码校验位错误</td>' in page
-    assert "js/import.js" not in page  # finished: nothing to poll
+    assert "js/jobs.js" not in page  # finished: nothing to poll
 
 
 def test_job_page_of_a_running_job_polls_the_progress_endpoint(client, coord):
@@ -676,14 +676,16 @@ def test_job_page_of_a_running_job_polls_the_progress_endpoint(client, coord):
     page = client.get(reverse("cases:import-job-detail", args=[job.pk])).content.decode()
     data = client.get(progress_url).json()
 
-    assert f'data-import-progress="{progress_url}"' in page
-    assert "js/import.js" in page
+    assert f'data-job-progress="{progress_url}"' in page
+    assert "js/jobs.js" in page
     assert data == {
         "id": job.pk,
         "status": "running",
         "status_display": "处理中",
         "total_rows": 4000,
         "processed_rows": 1500,
+        "done": 1500,
+        "total": 4000,
         "percent": 37,
         "created_count": 0,
         "error_count": 0,
