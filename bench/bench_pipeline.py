@@ -1,6 +1,7 @@
 """The whole pipeline, registration to signed certificate PDFs: `manage.py demo` for
-CANDIDATES candidates (env BENCH_PIPELINE_CANDIDATES overrides), wall time per stage
-and candidates per minute.
+CANDIDATES candidates (env BENCH_PIPELINE_CANDIDATES overrides; BENCH_PIPELINE_GROUP
+sets the demo's --group, the candidates registered before their sessions run), wall
+time per stage and candidates per minute.
 
 The demo drives the real services (bulk registration and the review queue's batch
 actions, allocation, the check-in desk's list, score-grid batches, quality review,
@@ -37,6 +38,7 @@ def run() -> dict:
     from django.test import override_settings
 
     candidates = int(os.environ.get("BENCH_PIPELINE_CANDIDATES") or CANDIDATES)
+    group = os.environ.get("BENCH_PIPELINE_GROUP")
     out = io.StringIO()
     with (
         tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp,
@@ -50,6 +52,7 @@ def run() -> dict:
             "--seed",
             str(SEED),
             "--json",
+            *(["--group", group] if group else []),
             stdout=out,
             stderr=io.StringIO(),
         )

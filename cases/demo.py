@@ -199,6 +199,24 @@ def build(*, candidates: int, seed: int, progress=None, batch: int = BATCH) -> D
     through review: most end eligible, the rest spread over every other state. Runs the
     batch services (bulk registration, the review queue's batch actions) BATCH
     candidates at a time."""
+    result = DemoResult()
+    for part in build_in_groups(
+        candidates=candidates, seed=seed, group=candidates, progress=progress, batch=batch
+    ):
+        result.plans = part.plans
+        result.case_ids += part.case_ids
+        result.candidates += part.candidates
+    return result
+
+
+def build_in_groups(
+    *, candidates: int, seed: int, group: int, progress=None, batch: int = BATCH
+) -> Iterator[DemoResult]:
+    """`build`, yielding after every `group` candidates (a multiple of `batch` keeps the
+    data the same as one `build`) the result of that group alone, so that the caller
+    can take it through the later stages before the next group is registered (the
+    demo command does: the workers render the first certificates while later groups
+    register)."""
     rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not secrets
     today = timezone.localdate()
     ensure_accounts()
@@ -207,30 +225,34 @@ def build(*, candidates: int, seed: int, progress=None, batch: int = BATCH) -> D
     qtypes = {q.code: q for q in QualificationType.objects.select_related("department")}
     taken = set(Candidate.objects.values_list("id_number", flat=True))
     used_numbers = set(HeldCertificate.objects.values_list("number", flat=True))
-    result = DemoResult(plans=plans)
-
-    for start in range(0, candidates, batch):
-        indexes = range(start, min(start + batch, candidates))
-        registrations, rolls = [], []
-        for index in indexes:
-            plan = plans[index % len(plans)]
-            registrations.append(_registration(rng, plan, qtypes, today, taken, used_numbers))
-            rolls.append(rng.random())
-        registered = services.candidates_register(actor=actor, registrations=registrations)
-        by_plan: dict[int, list[Candidate]] = {}
-        for index, candidate in zip(indexes, registered, strict=True):
-            by_plan.setdefault(index % len(plans), []).append(candidate)
-        case_of = {}
-        for plan_index, group in by_plan.items():
-            opened = services.cases_create(actor=actor, plan=plans[plan_index], candidates=group)
-            case_of.update({case.candidate_id: case.pk for case in opened})
-        case_ids = [case_of[candidate.pk] for candidate in registered]
-        _take_through_review(actor, dict(zip(case_ids, rolls, strict=True)), today)
-        result.case_ids += case_ids
-        result.candidates += len(case_ids)
-        if progress:
-            progress(result.candidates, candidates)
-    return result
+    registered_so_far = 0
+    for first in range(0, candidates, max(group, 1)):
+        result = DemoResult(plans=plans)
+        for start in range(first, min(first + group, candidates), batch):
+            indexes = range(start, min(start + batch, first + group, candidates))
+            registrations, rolls = [], []
+            for index in indexes:
+                plan = plans[index % len(plans)]
+                registrations.append(_registration(rng, plan, qtypes, today, taken, used_numbers))
+                rolls.append(rng.random())
+            registered = services.candidates_register(actor=actor, registrations=registrations)
+            by_plan: dict[int, list[Candidate]] = {}
+            for index, candidate in zip(indexes, registered, strict=True):
+                by_plan.setdefault(index % len(plans), []).append(candidate)
+            case_of = {}
+            for plan_index, members in by_plan.items():
+                opened = services.cases_create(
+                    actor=actor, plan=plans[plan_index], candidates=members
+                )
+                case_of.update({case.candidate_id: case.pk for case in opened})
+            case_ids = [case_of[candidate.pk] for candidate in registered]
+            _take_through_review(actor, dict(zip(case_ids, rolls, strict=True)), today)
+            result.case_ids += case_ids
+            result.candidates += len(case_ids)
+            registered_so_far += len(case_ids)
+            if progress:
+                progress(registered_so_far, candidates)
+        yield result
 
 
 def _registration(rng, plan, qtypes, today: date, taken: set, used_numbers: set):

@@ -1,6 +1,7 @@
 """Registration and eligibility review: every write to candidates, held certificates
 and cases goes through here, in one transaction with its audit event."""
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
@@ -13,8 +14,17 @@ from django_fsm import can_proceed
 
 from audit.exceptions import StateConflict
 from audit.masking import mask_ids_in
-from audit.services import Event, audit_record, audit_record_many, diff, event_for, snapshot
+from audit.services import (
+    Event,
+    audit_record,
+    audit_record_bulk,
+    audit_record_many,
+    diff,
+    event_for,
+    snapshot,
+)
 from catalog.models import Component, Occupation, QualificationType, RecognitionRule
+from catalog.recognition import catalog_snapshot
 
 from .eligibility import evaluate
 from .exceptions import EligibilityError
@@ -715,7 +725,8 @@ def case_retake(*, actor, case: Case, on: date | None = None) -> Case:
 # check-in lists and session approval, issuance batches). Each takes the same checks
 # and transitions as its single service, locks its cases in one query ordered by
 # primary key (never one lock round trip per case), and writes one audit event per
-# changed object with a single audit_record_many call.
+# changed object with a single audit_record_bulk call (the rows audit_record_many
+# writes, without a model instance per event).
 
 
 @dataclass
@@ -851,7 +862,13 @@ def _candidates_register(
                 continue
             row = WorkExperience(candidate=candidate, occupation=occupations[code], years=years)
             try:
-                row.full_clean(exclude=["candidate", "occupation"], validate_unique=False)
+                # Not the constraints: years >= 0 is the field's own MinValueValidator,
+                # and Django checks a CheckConstraint with a query per row.
+                row.full_clean(
+                    exclude=["candidate", "occupation"],
+                    validate_unique=False,
+                    validate_constraints=False,
+                )
             except ValidationError as exc:
                 problems += [f"{code}：{m}" for m in exc.messages]
             work.append(row)
@@ -915,7 +932,7 @@ def _candidates_register(
             )
             for h in certificates
         ]
-    audit_record_many(actor=actor, events=events)
+    audit_record_bulk(actor=actor, events=events)
     return candidates
 
 
@@ -950,7 +967,7 @@ def cases_create(*, actor, plan: EvaluationPlan, candidates: list[Candidate]) ->
             Case.objects.bulk_create(cases)
     except IntegrityError:  # opened concurrently (one_open_case_per_candidate_and_plan)
         raise ValidationError({"plan": ["有考生刚被其他操作报名此评价计划，请重新提交"]}) from None
-    audit_record_many(
+    audit_record_bulk(
         actor=actor,
         events=[
             event_for(
@@ -1010,15 +1027,56 @@ TRANSITION_FIELDS = {
 }
 
 
+# Above this many distinct sets of values, _save_many sends one parametrised UPDATE per
+# row in a single executemany instead of one ORM update per set.
+SAVE_MANY_GROUPS = 20
+
+
 def _save_many(cases: list[Case], name: str) -> None:
-    """Write the transition `name` just taken on `cases` in one UPDATE per batch: what
-    `save()` does row by row. Its optimistic state check (ConcurrentTransitionMixin) is
-    moot here: the rows are locked, so each still holds the state read under the lock."""
+    """Write the transition `name` just taken on `cases`: what `save()` does row by row.
+    Cases are grouped by the values written and each group is one
+    `UPDATE ... WHERE id IN (...)` per BULK_UPDATE_BATCH (most transitions write the
+    same values to every case: one statement); when the values differ from case to
+    case (submit's snapshot), one `UPDATE ... WHERE id = %s` goes to the database for
+    all rows at once (executemany: pipelined on PostgreSQL). Not `bulk_update`: its CASE
+    per field and row costs more to build and to run than the rows themselves. The
+    optimistic state check (ConcurrentTransitionMixin) is moot here: the rows are
+    locked, so each still holds the state read under the lock."""
     now = timezone.now()
+    fields = [
+        Case._meta.get_field(f) for f in ["status", "updated_at", *TRANSITION_FIELDS.get(name, [])]
+    ]
+    groups: dict[tuple, tuple[tuple, list[int]]] = {}
     for case in cases:
         case.updated_at = now
-    fields = ["status", "updated_at", *TRANSITION_FIELDS.get(name, [])]
-    Case.objects.bulk_update(cases, fields, batch_size=BULK_UPDATE_BATCH)
+        values = tuple(getattr(case, f.attname) for f in fields)
+        key = tuple(
+            json.dumps(v, sort_keys=True, default=str) if isinstance(v, list | dict) else v
+            for v in values
+        )
+        groups.setdefault(key, (values, []))[1].append(case.pk)
+    if len(groups) > SAVE_MANY_GROUPS:
+        connection = transaction.get_connection()
+        quote = connection.ops.quote_name
+        # Only the model's own quoted table and column names are interpolated; every
+        # value is a parameter.
+        sql = "UPDATE {} SET {} WHERE {} = %s".format(  # noqa: S608
+            quote(Case._meta.db_table),
+            ", ".join(f"{quote(f.column)} = %s" for f in fields),
+            quote(Case._meta.pk.column),
+        )
+        rows = [
+            [f.get_db_prep_save(getattr(case, f.attname), connection) for f in fields] + [case.pk]
+            for case in cases
+        ]
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, rows)
+    else:
+        for values, pks in groups.values():
+            for start in range(0, len(pks), BULK_UPDATE_BATCH):
+                Case.objects.filter(pk__in=pks[start : start + BULK_UPDATE_BATCH]).update(
+                    **{f.attname: v for f, v in zip(fields, values, strict=True)}
+                )
     for case in cases:
         case._update_initial_state()  # as save() does: the next save checks from here
 
@@ -1051,7 +1109,7 @@ def _move_many(
             )
         )
     _save_many(cases, name)
-    audit_record_many(actor=actor, events=events)
+    audit_record_bulk(actor=actor, events=events)
     return cases
 
 
@@ -1085,12 +1143,14 @@ def cases_submit(*, actor, cases, on: date | None = None) -> SubmitOutcome:
     )
     outcome = SubmitOutcome()
     results = {}
-    for case in locked:
-        result = evaluate(case, on)
-        if result.ok:
-            results[case.pk] = result
-        else:
-            outcome.refused[case.pk] = result.problems
+    # The catalog is read once for the batch, not three queries per case.
+    with catalog_snapshot():
+        for case in locked:
+            result = evaluate(case, on)
+            if result.ok:
+                results[case.pk] = result
+            else:
+                outcome.refused[case.pk] = result.problems
     ready = [case for case in locked if case.pk in results]
     CaseExemption.objects.filter(case__in=ready).delete()
     rows = {r for result in results.values() for r in result.recognition.rows}
@@ -1168,7 +1228,7 @@ def _reasoned(actor, reasons: dict[int, str], name: str, required: bool) -> list
             )
         )
     _save_many(locked, name)
-    audit_record_many(actor=actor, events=events)
+    audit_record_bulk(actor=actor, events=events)
     return locked
 
 
@@ -1234,6 +1294,9 @@ def cases_publish_results(*, actor, passed: dict[int, bool], on: date) -> list[C
         .filter(pk__in=list(passed))
         .order_by("pk")
     )
+    missing = sorted(set(passed) - {case.pk for case in locked})
+    if missing:  # as _locked_cases refuses: a result is never silently not published
+        raise ValidationError({"cases": [f"案件 #{pk} 不存在" for pk in missing]})
     done = []
     for result in (True, False):
         name = "pass_" if result else "fail"

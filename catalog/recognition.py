@@ -20,7 +20,9 @@ Readings of the notice (the Chinese text governs):
   next level up.
 """
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -120,13 +122,92 @@ def validity_problem(facts: HeldFacts, qtype: QualificationType, on: date) -> st
     return None
 
 
-def _types_by_code(codes: Iterable[str]) -> dict[str, QualificationType]:
+class CatalogSnapshot:
+    """The catalog rows `recognize` reads for one date, read once: every type, and the
+    recognition and equivalence rules effective on `on` (three queries)."""
+
+    def __init__(self, on: date) -> None:
+        self.on = on
+        self.types = {t.code: t for t in QualificationType.objects.all()}
+        self.rules = list(
+            RecognitionRule.objects.effective_on(on)
+            .select_related("held")
+            .prefetch_related("exempt")
+            .order_by("row")
+        )
+        # The model's ordering (held code), as the per-call query has it: ties between
+        # equal levels keep the first.
+        self.equivalences = list(
+            EquivalenceRule.objects.effective_on(on).select_related("held", "occupation")
+        )
+
+
+_snapshots: ContextVar[dict[date, CatalogSnapshot] | None] = ContextVar(
+    "recognition_snapshots", default=None
+)
+
+
+@contextmanager
+def catalog_snapshot() -> Iterator[None]:
+    """Within the block, `recognize` reads the catalog once per date instead of three
+    queries per call (batch submit evaluates hundreds of cases in one transaction, in
+    which the catalog does not change). Outside it, every call reads afresh."""
+    token = _snapshots.set({})
+    try:
+        yield
+    finally:
+        _snapshots.reset(token)
+
+
+def _snapshot(on: date) -> CatalogSnapshot | None:
+    snapshots = _snapshots.get()
+    if snapshots is None:
+        return None
+    if on not in snapshots:
+        snapshots[on] = CatalogSnapshot(on)
+    return snapshots[on]
+
+
+def _types_by_code(
+    codes: Iterable[str], snapshot: CatalogSnapshot | None = None
+) -> dict[str, QualificationType]:
     wanted = set(codes)
-    found = {t.code: t for t in QualificationType.objects.filter(code__in=wanted)}
+    if snapshot is not None:
+        found = {code: snapshot.types[code] for code in wanted if code in snapshot.types}
+    else:
+        found = {t.code: t for t in QualificationType.objects.filter(code__in=wanted)}
     unknown = sorted(wanted - set(found))
     if unknown:
         raise UnknownCertificateType(f"未知的证书类型代码：{', '.join(unknown)}", unknown=unknown)
     return found
+
+
+def _rules(snapshot, on: date, target: QualificationType, held_ids: set, disabled_rows):
+    if snapshot is None:
+        return (
+            RecognitionRule.objects.effective_on(on)
+            .filter(target=target, held_id__in=held_ids)
+            .exclude(row__in=list(disabled_rows))
+            .select_related("held")
+            .prefetch_related("exempt")
+            .order_by("row")
+        )
+    disabled = set(disabled_rows)
+    return [
+        rule
+        for rule in snapshot.rules
+        if rule.target_id == target.pk and rule.held_id in held_ids and rule.row not in disabled
+    ]
+
+
+def _equivalences(snapshot, on: date, held_ids: set):
+    if snapshot is None:
+        return (
+            EquivalenceRule.objects.effective_on(on)
+            .filter(held_id__in=held_ids)
+            .select_related("held", "occupation")
+        )
+    return [rule for rule in snapshot.equivalences if rule.held_id in held_ids]
 
 
 def recognize(
@@ -137,7 +218,8 @@ def recognize(
     disabled_rows: Collection[int] = (),
 ) -> Recognition:
     held = list(held)
-    types = _types_by_code([target, *(h.type_code for h in held)])
+    snapshot = _snapshot(on)
+    types = _types_by_code([target, *(h.type_code for h in held)], snapshot)
     result = Recognition(target=target, on=on)
 
     counted: list[HeldFacts] = []
@@ -151,15 +233,7 @@ def recognize(
         return result
 
     held_ids = {types[f.type_code].pk for f in counted}
-    rules = (
-        RecognitionRule.objects.effective_on(on)
-        .filter(target=types[target], held_id__in=held_ids)
-        .exclude(row__in=list(disabled_rows))
-        .select_related("held")
-        .prefetch_related("exempt")
-        .order_by("row")
-    )
-    for rule in rules:
+    for rule in _rules(snapshot, on, types[target], held_ids, disabled_rows):
         exempt = tuple(sorted(c.code for c in rule.exempt.all()))
         for facts in counted:
             if facts.type_code == rule.held.code:
@@ -169,12 +243,7 @@ def recognize(
                 break  # one basis certificate per row is enough
 
     best: dict[str, Equivalence] = {}
-    equivalences = (
-        EquivalenceRule.objects.effective_on(on)
-        .filter(held_id__in=held_ids)
-        .select_related("held", "occupation")
-    )
-    for rule in equivalences:
+    for rule in _equivalences(snapshot, on, held_ids):
         basis = next(f for f in counted if f.type_code == rule.held.code)
         current = best.get(rule.occupation.code)
         if current is None or rule.level < current.level:

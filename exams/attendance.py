@@ -20,11 +20,22 @@ from django.utils import timezone
 
 from audit.exceptions import StateConflict
 from audit.masking import mask_ids_in
-from audit.services import audit_record, audit_record_many, event_for
+from audit.services import audit_record, audit_record_bulk, event_for
 from cases import services as case_services
+from cases.models import Case, CaseExemption, CaseStatus, PlanComponent
 from cases.roles import Role, require_role
+from catalog.models import Component
 
-from .models import Booking, BookingStatus, ExamSession, Misconduct, SessionStatus
+from .models import (
+    Booking,
+    BookingStatus,
+    ComponentScore,
+    ExamSession,
+    Misconduct,
+    ScoreStatus,
+    SessionStatus,
+)
+from .results import COMPLETION_METHOD, TRAINING_STATES
 
 CHECK_IN_STATES = (SessionStatus.ROSTER_FROZEN, SessionStatus.IN_PROGRESS)
 # Misconduct may come to light during the exam, in marking (e.g. identical answers),
@@ -206,8 +217,14 @@ def bookings_check_in(*, actor, session: ExamSession, entries) -> list[Booking]:
     for booking in ordered:
         booking.status = BookingStatus.CHECKED_IN
         booking.checked_in_at = entries[found[booking.pk] - 1].at or now
-    Booking.objects.bulk_update(ordered, ["status", "checked_in_at"])
-    audit_record_many(
+    # One UPDATE per check-in time (a desk's list shares a handful), not bulk_update's
+    # CASE per row.
+    by_time: dict[datetime, list[int]] = {}
+    for booking in ordered:
+        by_time.setdefault(booking.checked_in_at, []).append(booking.pk)
+    for at, pks in by_time.items():
+        Booking.objects.filter(pk__in=pks).update(status=BookingStatus.CHECKED_IN, checked_in_at=at)
+    audit_record_bulk(
         actor=actor,
         events=[
             event_for(
@@ -224,6 +241,94 @@ def bookings_check_in(*, actor, session: ExamSession, entries) -> list[Booking]:
         ],
     )
     return ordered
+
+
+@transaction.atomic(durable=True)
+def cases_training_complete(
+    *, actor, cases, component: str = "training", note: str = ""
+) -> list[ComponentScore]:
+    """Record at the desk that each of `cases` (cases or ids) completed the completion
+    component `component` of its plan (safety training, 安全培训), each exactly as
+    exams.results.training_complete does one: coordinators only; a case not eligible,
+    scheduled or examined is a StateConflict naming it; a plan without that completion
+    component, or a case exempt from it, is a ValidationError on `component` listing
+    each case; all or none. Idempotent per case: one already recorded keeps its
+    record and gets no event. Locks the cases in one query, primary-key order. Audited
+    as `case.training_complete` per record created. Returns the records in case
+    order."""
+    require_role(actor, Role.COORDINATOR)
+    ids = {c if isinstance(c, int) else c.pk for c in cases}
+    locked = list(
+        Case.objects.select_for_update(of=("self",))
+        .select_related("plan")
+        .filter(pk__in=ids)
+        .order_by("pk")
+    )
+    if len(locked) != len(ids):
+        missing = sorted(ids - {case.pk for case in locked})
+        raise ValidationError({"cases": [f"案件 #{pk} 不存在" for pk in missing]})
+    labels = "、".join(str(CaseStatus(s).label) for s in TRAINING_STATES)
+    for case in locked:
+        if case.status not in TRAINING_STATES:
+            raise StateConflict(
+                f"案件 #{case.pk} 当前状态为「{case.get_status_display()}」，"
+                f"不能登记培训完成（须为{labels}）",
+                current_state=case.status,
+            )
+    components = {
+        pc.plan_id: pc.component
+        for pc in PlanComponent.objects.filter(
+            plan_id__in={case.plan_id for case in locked}, component__code=component
+        ).select_related("component")
+    }
+    exempt = dict(
+        CaseExemption.objects.filter(case__in=locked, component__code=component).values_list(
+            "case_id", "row"
+        )
+    )
+    errors = []
+    for case in locked:
+        found = components.get(case.plan_id)
+        if found is None or found.kind != Component.Kind.COMPLETION:
+            errors.append(f"案件 #{case.pk}：「{component}」不是本评价计划须完成的培训科目")
+        elif case.pk in exempt:
+            errors.append(
+                f"案件 #{case.pk}：考生免于「{found.name}」（互认序号 {exempt[case.pk]}），无须登记"
+            )
+    if errors:
+        raise ValidationError({"component": errors})
+    existing: dict[int, ComponentScore] = {}
+    for row in ComponentScore.objects.filter(
+        case__in=locked, component__code=component, status=ScoreStatus.COMPLETED
+    ).order_by("case", "attempt", "pk"):  # the first as the model orders them
+        existing.setdefault(row.case_id, row)
+    new = [
+        ComponentScore(
+            case=case,
+            component=components[case.plan_id],
+            attempt=max(case.attempts, 1),
+            status=ScoreStatus.COMPLETED,
+            method=COMPLETION_METHOD,
+        )
+        for case in locked
+        if case.pk not in existing
+    ]
+    ComponentScore.objects.bulk_create(new)
+    note = (note or "").strip()
+    audit_record_bulk(
+        actor=actor,
+        events=[
+            event_for(
+                row.case,
+                "case.training_complete",
+                reason=note,
+                changes={"completed": {"before": None, "after": component}},
+            )
+            for row in new
+        ],
+    )
+    created = {row.case_id: row for row in new}
+    return [existing.get(case.pk) or created[case.pk] for case in locked]
 
 
 def _require_booked(booking: Booking) -> None:

@@ -15,8 +15,8 @@ from django.utils import timezone
 from cases.demo import Stages
 from cases.models import Case, CaseExemption, CaseStatus, EvaluationPlan, MarkingMode
 
-from . import attendance, results, review, scheduling, scoring, sessions
-from .models import Booking, BookingStatus, ExamSession, QualityWarning, WarningStatus
+from . import attendance, review, scheduling, scoring, sessions
+from .models import Booking, BookingStatus, ExamSession, QualityWarning, Venue, WarningStatus
 
 
 @dataclass
@@ -24,6 +24,7 @@ class ExamsDemoResult:
     sessions: list[ExamSession] = field(default_factory=list)
     arbitrated: int = 0
     warnings: int = 0
+    venue: Venue | None = None
 
 
 def _users():
@@ -47,24 +48,30 @@ def build(
     progress=None,
     stages: Stages | None = None,
     on_approved=None,
+    rng: random.Random | None = None,
+    venue: Venue | None = None,
 ) -> ExamsDemoResult:
     """Run each plan's eligible cases through one session; `stages` collects the wall
     time of scheduling, check-in, marking and review (summed over the plans).
     `on_approved(plan)` is called once each plan's session is approved, before the
     next plan's session starts (the demo command issues the plan's certificates there,
-    so the workers render them while the next session runs)."""
-    rng = random.Random(seed + 1)  # noqa: S311 - reproducible demo data, not secrets
+    so the workers render them while the next session runs). The demo command calls
+    this once per group of registered candidates, passing on the same `rng` and the
+    `venue` of the first call (the result's), each call adding rooms to it."""
+    rng = rng or random.Random(seed + 1)  # noqa: S311 - reproducible demo data, not secrets
     stages = stages or Stages()
     users = _users()
     coord = users["coordinator"]
     result = ExamsDemoResult()
     with stages("scheduling"):
-        venue = sessions.venue_create(
+        venue = venue or sessions.venue_create(
             actor=coord, name=f"太原技师学院考点（演示 {seed}-{rng.randrange(10**6)}）"
         )
+    result.venue = venue
     for index, plan in enumerate(plans):
         with stages("scheduling"):
-            session = _schedule(plan, index, venue, users)
+            # Rooms are numbered on in the venue across calls.
+            session = _schedule(plan, venue.rooms.count(), venue, users)
         if session is None:
             continue
         with stages("check_in"):
@@ -159,9 +166,9 @@ def _check_in(session: ExamSession, users, rng: random.Random) -> tuple[ExamSess
                 case__in=[b.case_id for b in checked_in], component__code="training"
             ).values_list("case_id", flat=True)
         )
-        for booking in checked_in:
-            if booking.case_id not in exempt:
-                results.training_complete(actor=coord, case=booking.case)
+        trained = [b.case_id for b in checked_in if b.case_id not in exempt]
+        if trained:
+            attendance.cases_training_complete(actor=coord, cases=trained)
     session = sessions.session_start(actor=coord, session=session)
     return sessions.session_close(actor=coord, session=session), bookings
 

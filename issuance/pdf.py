@@ -67,7 +67,7 @@ from pypdf.generic import (
 from weasyprint import HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
-from audit.services import audit_record
+from audit.services import audit_record_bulk, event_for
 from cases.models import CertificateKind
 from catalog.models import SkillLevel
 
@@ -734,33 +734,47 @@ def _claim(certificate: Certificate, staged: str, pdf: bytes) -> bool:
     any reader sees the row name it; a crash before commit leaves the row without a PDF
     (the sweep renders it again) and never names a missing file. The loser deletes only
     its own staged file: a file a row records is never deleted."""
-    name = pdf_name(certificate)
-    sha = hashlib.sha256(pdf).hexdigest()
+    return _claim_many([(certificate, staged, pdf)]) == 1
+
+
+def _claim_many(staged_pdfs: list[tuple[Certificate, str, bytes]]) -> int:
+    """`_claim` for a rendered batch, each (certificate, staged name, PDF) claimed by its
+    own conditional UPDATE, in one transaction with one audit write: a batch takes the
+    audit chain's head lock, which the officers' transactions also take, once instead of
+    once per PDF. Returns how many this call recorded."""
+    events = []
     try:
         with transaction.atomic(durable=True):
-            updated = Certificate.objects.filter(
-                pk=certificate.pk, status=CertificateStatus.ISSUED, pdf_sha256=""
-            ).update(pdf=name, pdf_sha256=sha, pdf_size=len(pdf), pdf_rendered_at=timezone.now())
-            if not updated:
-                return False
-            stored = _place(staged, name, pdf)
-            if stored != name:
-                Certificate.objects.filter(pk=certificate.pk).update(pdf=stored)
-            audit_record(
-                actor=None,
-                instance=certificate,
-                action="certificate.render",
-                changes={
-                    "pdf": {"before": "", "after": stored},
-                    "pdf_sha256": {"before": "", "after": sha},
-                    "pdf_size": {"before": None, "after": len(pdf)},
-                },
-            )
-            return True
+            now = timezone.now()
+            for certificate, staged, pdf in staged_pdfs:
+                name = pdf_name(certificate)
+                sha = hashlib.sha256(pdf).hexdigest()
+                updated = Certificate.objects.filter(
+                    pk=certificate.pk, status=CertificateStatus.ISSUED, pdf_sha256=""
+                ).update(pdf=name, pdf_sha256=sha, pdf_size=len(pdf), pdf_rendered_at=now)
+                if not updated:
+                    continue
+                stored = _place(staged, name, pdf)
+                if stored != name:
+                    Certificate.objects.filter(pk=certificate.pk).update(pdf=stored)
+                events.append(
+                    event_for(
+                        certificate,
+                        "certificate.render",
+                        changes={
+                            "pdf": {"before": "", "after": stored},
+                            "pdf_sha256": {"before": "", "after": sha},
+                            "pdf_size": {"before": None, "after": len(pdf)},
+                        },
+                    )
+                )
+            audit_record_bulk(actor=None, events=events)
     finally:
         # Still there when this run lost, or failed before its file was moved.
-        if default_storage.exists(staged):
-            default_storage.delete(staged)
+        for _, staged, _ in staged_pdfs:
+            if default_storage.exists(staged):
+                default_storage.delete(staged)
+    return len(events)
 
 
 def _store(certificate: Certificate, pdf: bytes) -> bool:
@@ -819,6 +833,16 @@ def certificates_pdf_store(certificate_ids: Iterable[int]) -> int:
     recorded = 0
     for start in range(0, len(ids), BATCH_SIZE):
         certificates = list(_pending(ids[start : start + BATCH_SIZE]).order_by("pk"))
-        for certificate, pdf in zip(certificates, render_certificates(certificates), strict=True):
-            recorded += _store(certificate, sign_pdf(pdf, certificate.issuer))
+        staged: list[tuple[Certificate, str, bytes]] = []
+        try:
+            for certificate, pdf in zip(
+                certificates, render_certificates(certificates), strict=True
+            ):
+                signed = sign_pdf(pdf, certificate.issuer)
+                staged.append((certificate, _stage(certificate, signed), signed))
+        except BaseException:
+            for _, name, _ in staged:  # never claimed: this run's own files
+                default_storage.delete(name)
+            raise
+        recorded += _claim_many(staged)
     return recorded

@@ -24,7 +24,7 @@ from django.utils import timezone
 from django_fsm import can_proceed
 
 from audit.exceptions import StateConflict
-from audit.services import audit_record, audit_record_many, event_for
+from audit.services import audit_record, audit_record_bulk, event_for
 from cases import services as case_services
 from cases.models import Case, CaseStatus, CertificateKind
 from cases.roles import Role, has_role, require_role
@@ -38,7 +38,7 @@ from .models import (
     PlanIssuers,
     is_issuer_officer,
 )
-from .numbering import certificate_number
+from .numbering import Numbering, certificate_number
 
 # progress(done, total): reported by batch services as they go (see jobs.services).
 Progress = Callable[[int, int], None]
@@ -111,7 +111,7 @@ def certificates_open(*, case_ids: Iterable[int], actor=None) -> list[Certificat
     cases = list(
         Case.objects.select_for_update(of=("self",))
         .filter(pk__in=list(case_ids), status=CaseStatus.PASSED)
-        .select_related("candidate", "plan__qualification_type")
+        .select_related("candidate", "plan__qualification_type", "plan__occupation")
         .order_by("pk")
     )
     earned = certificates_earned([case.pk for case in cases])
@@ -137,14 +137,15 @@ def certificates_open(*, case_ids: Iterable[int], actor=None) -> list[Certificat
                     kind=kind,
                     issuer=issuer,
                     qualification_type=None if skill else plan.qualification_type,
-                    occupation_id=plan.occupation_id,
+                    # The object, not the id: each event's text names it (type_label).
+                    occupation=plan.occupation,
                     level=plan.level if skill else None,
                     holder_name=case.candidate.name,
                     holder_id_number=case.candidate.id_number,
                 )
             )
     opened = Certificate.objects.bulk_create(new)
-    audit_record_many(
+    audit_record_bulk(
         actor=actor,
         events=[
             event_for(c, "certificate.open", to_state=c.status, reason="考核合格，生成待发证书")
@@ -258,11 +259,17 @@ def certificate_approve(*, actor, certificate: Certificate) -> Certificate:
     return _approve(actor, certificate)
 
 
-def _issue_fields(certificate: Certificate, on: date) -> dict:
+def _issue_fields(
+    certificate: Certificate,
+    on: date,
+    numbering: Numbering | None = None,
+    valid_holders: dict | None = None,
+) -> dict:
     """What issuing `certificate` on `on` sets besides who and when: the number (takes
     a serial: inside the issuing transaction only), a random verification code, the
     validity and review dates. ValidationError when the issuer's filing does not cover
-    it or no number can be made."""
+    it or no number can be made. A batch passes its `numbering` and `valid_holders`
+    (`_valid_holders`)."""
     problem = certificate.issuer.filing_problem(on, certificate.occupation_id, certificate.level)
     if problem:
         raise ValidationError({"issuer": [problem]})
@@ -271,8 +278,8 @@ def _issue_fields(certificate: Certificate, on: date) -> dict:
     else:
         qtype = certificate.qualification_type
         valid_until, review_due = qtype.expiry_for(on), qtype.review_due_for(on)
-    number = certificate_number(certificate, on)
-    _refuse_second_valid(certificate, number, on)
+    number = certificate_number(certificate, on, numbering)
+    _refuse_second_valid(certificate, number, on, valid_holders)
     return {
         "number": number,
         # 96 random bits, URL-safe: the QR link cannot be guessed (issue 4: ≥ 64 bits).
@@ -298,31 +305,115 @@ def _issue(actor, certificate: Certificate, on: date) -> Certificate:
     return certificate
 
 
-def _refuse_second_valid(certificate: Certificate, number: str, on: date) -> None:
+def _refuse_second_valid(
+    certificate: Certificate, number: str, on: date, valid_holders: dict | None = None
+) -> None:
     """A MEM number is "T" + the holder's ID: a re-issue after revocation or expiry
     repeats it, but a second certificate of the type while one is still valid would
-    make the number ambiguous (the holder needs a review, not a new certificate)."""
+    make the number ambiguous (the holder needs a review, not a new certificate).
+    `valid_holders` (a batch's `_valid_holders`) answers for the numbers it covers
+    without a query."""
     if certificate.kind != CertificateKind.QUALIFICATION:
         return
-    current = (
+    key = (certificate.qualification_type_id, number)
+    if valid_holders is not None:
+        if key not in valid_holders:
+            return  # a fresh serial number: the batch checks those at once (_refuse_taken)
+        current = valid_holders[key]
+    else:
+        current = (
+            Certificate.objects.filter(
+                qualification_type_id=certificate.qualification_type_id,
+                number=number,
+                status=CertificateStatus.ISSUED,
+            )
+            .exclude(pk=certificate.pk)
+            .filter(Q(valid_until__isnull=True) | Q(valid_until__gte=on))
+            .first()
+        )
+    if current is not None and current.pk != certificate.pk:
+        raise _second_valid_error(current)
+
+
+def _second_valid_error(current: Certificate) -> ValidationError:
+    return ValidationError(
+        {
+            "number": [
+                f"持证人已持有有效的同类证书（编号 {current.masked_number}，"
+                f"有效期至 {current.valid_until}）"
+            ]
+        }
+    )
+
+
+def _refuse_taken(issued: list[Certificate], on: date, valid_holders: dict) -> None:
+    """After a batch has numbered `issued`: `_refuse_second_valid` for the serial numbers
+    it took (those `valid_holders` does not cover), in one query. A serial is new, so
+    only a certificate outside the batch can hold one; the first certificate of the
+    batch (in serial order) whose number is held is named."""
+    keys = {
+        (c.qualification_type_id, c.number)
+        for c in issued
+        if c.kind == CertificateKind.QUALIFICATION
+        and (c.qualification_type_id, c.number) not in valid_holders
+    }
+    if not keys:
+        return
+    held = {}
+    for row in (
         Certificate.objects.filter(
-            qualification_type_id=certificate.qualification_type_id,
-            number=number,
+            qualification_type_id__in={k[0] for k in keys},
+            number__in={k[1] for k in keys},
             status=CertificateStatus.ISSUED,
         )
-        .exclude(pk=certificate.pk)
+        .exclude(pk__in=[c.pk for c in issued])
         .filter(Q(valid_until__isnull=True) | Q(valid_until__gte=on))
-        .first()
-    )
-    if current is not None:
-        raise ValidationError(
-            {
-                "number": [
-                    f"持证人已持有有效的同类证书（编号 {current.masked_number}，"
-                    f"有效期至 {current.valid_until}）"
-                ]
-            }
+        .order_by("-created_at", "-id")
+    ):
+        held.setdefault((row.qualification_type_id, row.number), row)
+    for certificate in issued:
+        current = held.get((certificate.qualification_type_id, certificate.number))
+        if current is not None and certificate.kind == CertificateKind.QUALIFICATION:
+            raise _named(certificate, _second_valid_error(current))
+
+
+def _holder_number(certificate: Certificate) -> str | None:
+    """The number `certificate` will get when its type's number is the holder's ID (MEM),
+    known before a serial is taken; None otherwise."""
+    qtype = certificate.qualification_type
+    if certificate.kind != CertificateKind.QUALIFICATION or not qtype.number_is_holder_id:
+        return None
+    return "T" + certificate.holder_id_number.upper()
+
+
+def _valid_holders(certificates: list[Certificate], on: date) -> dict:
+    """For a batch: the issued certificate still valid on `on` (or None) for each
+    (type, number) known in advance (holder-ID numbers), in one query, as
+    `_refuse_second_valid` would find it (the newest first). The batch records each
+    certificate it issues here, so a second one of the same holder in the batch is
+    refused as it would be one by one."""
+    keys = {
+        (c.qualification_type_id, number)
+        for c in certificates
+        if (number := _holder_number(c)) is not None
+    }
+    found: dict[tuple[int, str], Certificate | None] = dict.fromkeys(keys)
+    if not keys:
+        return found
+    rows = (
+        Certificate.objects.filter(
+            qualification_type_id__in={k[0] for k in keys},
+            number__in={k[1] for k in keys},
+            status=CertificateStatus.ISSUED,
         )
+        .filter(Q(valid_until__isnull=True) | Q(valid_until__gte=on))
+        .order_by("-created_at", "-id")
+    )
+    for row in rows:
+        key = (row.qualification_type_id, row.number)
+        if key in found and found[key] is None:
+            found[key] = row
+    return found
 
 
 RENDER_BATCH = 50
@@ -470,7 +561,6 @@ def certificates_approve(
     for done, certificate in enumerate(locked, 1):
         from_state = certificate.status
         certificate.approve(by=actor, at=now)
-        certificate.save()
         events.append(
             event_for(
                 certificate,
@@ -481,7 +571,14 @@ def certificates_approve(
         )
         if progress is not None:
             progress(done, len(locked))
-    audit_record_many(actor=actor, events=events)
+    # Every certificate takes the same values: one UPDATE, not a save() each (the rows
+    # are locked, so the optimistic state check of save() has nothing to catch).
+    Certificate.objects.filter(pk__in=[c.pk for c in locked]).update(
+        status=CertificateStatus.APPROVED, approved_by=actor, approved_at=now
+    )
+    for certificate in locked:
+        certificate._update_initial_state()
+    audit_record_bulk(actor=actor, events=events)
     return locked
 
 
@@ -504,25 +601,32 @@ def certificates_issue(
     locked = _locked_batch(actor, certificates, "issue")
     now = timezone.now()
     events = []
-    for done, certificate in enumerate(locked, 1):
-        from_state = certificate.status
-        try:
-            certificate.issue(by=actor, at=now, issued_on=on, **_issue_fields(certificate, on))
-        except ValidationError as exc:
-            raise _named(certificate, exc) from exc
-        certificate.save()
-        events.append(
-            event_for(
-                certificate,
-                "certificate.issue",
-                from_state=from_state,
-                to_state=certificate.status,
-                changes={"number": {"before": None, "after": certificate.masked_number}},
+    valid_holders = _valid_holders(locked, on)
+    with Numbering() as numbering:
+        for done, certificate in enumerate(locked, 1):
+            from_state = certificate.status
+            try:
+                fields = _issue_fields(certificate, on, numbering, valid_holders)
+            except ValidationError as exc:
+                raise _named(certificate, exc) from exc
+            certificate.issue(by=actor, at=now, issued_on=on, **fields)
+            certificate.save()
+            key = (certificate.qualification_type_id, certificate.number)
+            if key in valid_holders and valid_holders[key] is None:
+                valid_holders[key] = certificate  # issued now: valid from `on`
+            events.append(
+                event_for(
+                    certificate,
+                    "certificate.issue",
+                    from_state=from_state,
+                    to_state=certificate.status,
+                    changes={"number": {"before": None, "after": certificate.masked_number}},
+                )
             )
-        )
-        if progress is not None:
-            progress(done, len(locked))
-    audit_record_many(actor=actor, events=events)
+            if progress is not None:
+                progress(done, len(locked))
+    _refuse_taken(locked, on, valid_holders)
+    audit_record_bulk(actor=actor, events=events)
     _complete_cases_if_settled(actor, {c.case_id for c in locked})
     transaction.on_commit(lambda: _dispatch_render([c.pk for c in locked]))
     return locked

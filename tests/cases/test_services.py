@@ -642,3 +642,36 @@ def test_equivalence_basis_need_not_be_verified_for_a_level_5_plan(coord):
     case = submitted(coord, plan, candidate)
     assert case.equivalent_level == 4
     assert services.case_approve(actor=coord, case=case).status == CaseStatus.ELIGIBLE
+
+
+def test_batch_submit_of_many_different_snapshots_stores_each_as_case_submit_does(coord, plan):
+    # Each case relies on its own certificate: more distinct snapshots than
+    # services.SAVE_MANY_GROUPS, so the batch writes them row by row in one go.
+    on = date(2026, 6, 1)
+    count = services.SAVE_MANY_GROUPS + 5
+    candidates = [register(coord) for _ in range(count + 1)]
+    for candidate in candidates:
+        hold(coord, candidate, "SAMR-WELD")
+    reference = services.case_submit(
+        actor=coord,
+        case=services.case_create(actor=coord, candidate=candidates[0], plan=plan),
+        on=on,
+    )
+    cases = services.cases_create(actor=coord, plan=plan, candidates=candidates[1:])
+
+    outcome = services.cases_submit(actor=coord, cases=[c.pk for c in cases], on=on)
+
+    assert len(outcome.submitted) == count
+    fields = [
+        "status",
+        "application_date",
+        "status_reason",
+        "equivalent_level",
+        "equivalence_source",
+        "not_counted",
+    ]
+    expected = {f: getattr(Case.objects.get(pk=reference.pk), f) for f in fields}
+    for case in Case.objects.filter(pk__in=[c.pk for c in cases]).select_related("candidate"):
+        assert {f: getattr(case, f) for f in fields} == expected
+        assert case.equivalence_basis.candidate_id == case.candidate_id
+    assert Case.objects.get(pk=cases[0].pk).equivalent_level is not None

@@ -6,7 +6,7 @@ from datetime import date
 import pytest
 from django.core.management import call_command
 
-from catalog.recognition import HeldFacts, UnknownCertificateType, recognize
+from catalog.recognition import HeldFacts, UnknownCertificateType, catalog_snapshot, recognize
 
 pytestmark = pytest.mark.django_db
 ON = date(2026, 6, 1)
@@ -170,3 +170,29 @@ def test_recognize_command_exits_2_on_unknown_code(capsys):
         call_command("recognize", "--held", "NOPE", "--target", "MEM-WELD-FC")
     assert exit_info.value.code == 2
     assert "未知的证书类型代码：NOPE" in capsys.readouterr().err
+
+
+def test_a_catalog_snapshot_gives_the_same_answers_as_reading_afresh():
+    cases = [
+        (HeldFacts(type_code=h), HeldFacts(type_code=h2), t)
+        for h in TYPES
+        for h2 in TYPES
+        for t in TYPES
+    ]
+    fresh = [run(a, b, target=t, disabled_rows=[5]).as_json() for a, b, t in cases]
+    with catalog_snapshot():
+        snapped = [run(a, b, target=t, disabled_rows=[5]).as_json() for a, b, t in cases]
+    assert snapped == fresh
+
+
+def test_within_a_snapshot_the_catalog_is_read_once(django_assert_num_queries):
+    with catalog_snapshot():
+        run("SAMR-WELD", target="MEM-WELD-FC")
+        with django_assert_num_queries(0):
+            for held in TYPES:
+                run(held, "MEM-ELEC-HV", target="MOHURD-ELEC")
+
+
+def test_a_snapshot_still_refuses_unknown_codes():
+    with catalog_snapshot(), pytest.raises(UnknownCertificateType):
+        run("NOPE", target="MEM-ELEC-LV")

@@ -11,8 +11,10 @@ from rest_framework.test import APIClient
 from audit.exceptions import StateConflict
 from audit.models import AuditEvent
 from cases.models import Case, CaseStatus
-from exams.attendance import check_in, misconduct_record
-from exams.models import Booking, BookingStatus, Misconduct
+from cases.services import case_withdraw
+from catalog.models import QualificationType
+from exams.attendance import cases_training_complete, check_in, misconduct_record
+from exams.models import Booking, BookingStatus, ComponentScore, Misconduct
 from exams.scheduling import booking_create
 from exams.sessions import session_close, session_freeze_roster, session_start
 
@@ -23,7 +25,9 @@ from .factories import (
     desk_time,
     eligible_case,
     exam_session,
+    hold,
 )
+from .factories import register as register_candidate
 
 pytestmark = pytest.mark.django_db
 
@@ -347,3 +351,57 @@ def test_unknown_id_number_is_refused_with_the_number_masked(coord, plan):
         check_in(actor=coord, session=session, ticket_or_id=number, at=desk_time(session))
     masked = number[:3] + "*" * 11 + number[-4:]
     assert info.value.message_dict == {"code": [f"未找到准考证号或身份证号码为 {masked} 的考生"]}
+
+
+# cases_training_complete ---------------------------------------------------------------
+
+
+def test_batch_training_records_each_case_once_and_audits_each(coord):
+    plan = PlanFactory(qualification_type=QualificationType.objects.get(code="MEM-ELEC-LV"))
+    cases = [eligible_case(coord, plan) for _ in range(3)]
+    rows = cases_training_complete(actor=coord, cases=cases, note="培训学时已满")
+    again = cases_training_complete(actor=coord, cases=[c.pk for c in cases])
+    assert [r.case_id for r in rows] == sorted(c.pk for c in cases)
+    assert [r.pk for r in again] == [r.pk for r in rows]
+    assert {(r.status, r.method, r.score, r.attempt) for r in rows} == {
+        ("completed", "completion", None, 1)
+    }
+    events = AuditEvent.objects.filter(action="case.training_complete").order_by("seq")
+    assert [(e.object_id, e.reason, e.changes) for e in events] == [
+        (str(r.case_id), "培训学时已满", {"completed": {"before": None, "after": "training"}})
+        for r in rows
+    ]
+
+
+def test_batch_training_with_an_exempt_case_writes_nothing_and_names_it(coord):
+    plan = PlanFactory()
+    candidate = register_candidate(coord)
+    hold(coord, candidate, "SAMR-WELD")
+    exempt = eligible_case(coord, plan, candidate=candidate)
+    other = eligible_case(coord, plan)
+    with pytest.raises(ValidationError) as info:
+        cases_training_complete(actor=coord, cases=[other, exempt])
+    assert info.value.message_dict == {
+        "component": [f"案件 #{exempt.pk}：考生免于「安全培训」（互认序号 7），无须登记"]
+    }
+    assert not ComponentScore.objects.exists()
+    assert not AuditEvent.objects.filter(action="case.training_complete").exists()
+
+
+def test_batch_training_of_a_case_in_another_state_is_a_conflict(coord):
+    plan = PlanFactory()
+    case = eligible_case(coord, plan)
+    withdrawn = case_withdraw(actor=coord, case=eligible_case(coord, plan))
+    with pytest.raises(StateConflict) as info:
+        cases_training_complete(actor=coord, cases=[case, withdrawn])
+    assert info.value.message == (
+        f"案件 #{withdrawn.pk} 当前状态为「已撤回」，"
+        "不能登记培训完成（须为资格审核通过、已安排考试、已参考）"
+    )
+    assert not ComponentScore.objects.exists()
+
+
+def test_batch_training_is_for_coordinators(coord, plan):
+    case = eligible_case(coord, plan)
+    with pytest.raises(PermissionDenied):
+        cases_training_complete(actor=UserFactory(roles=["grader"]), cases=[case])

@@ -25,10 +25,15 @@ from .factories import (
 pytestmark = pytest.mark.django_db
 
 FEW, MANY = 3, 15
+
+
 # cases.services.cases_finalise_scores as measured: savepoint, the cases re-read under
 # lock in one query, one update for all, the audit events (savepoint, chain head, insert,
-# chain head update, release) and the release.
-TRANSITION_QUERIES = 9
+# chain head update, release) and the release. On PostgreSQL the events' insert is a
+# COPY on psycopg's own cursor (config.bulk.insert_rows), which Django's query capture
+# does not see: one fewer there.
+def transition_queries() -> int:
+    return 8 if connection.vendor == "postgresql" else 9
 
 
 @pytest.fixture
@@ -156,8 +161,8 @@ def test_session_finalise_costs_only_the_case_transitions_per_booking(
     many_rest, many_transitions = finalise(many)
     # One batch per session moves every case.
     assert (few_transitions, many_transitions) == (
-        [(FEW, TRANSITION_QUERIES)],
-        [(MANY, TRANSITION_QUERIES)],
+        [(FEW, transition_queries())],
+        [(MANY, transition_queries())],
     )
     assert few_rest == many_rest
     # Savepoints (4), session lock, bookings, components, plan components, marks, cases

@@ -7,6 +7,7 @@ from django.core.files.storage import default_storage
 from django.core.management import call_command
 
 from cases.models import Candidate, Case, CaseExemption
+from exams.models import Room
 from issuance.models import Certificate
 from issuance.pdf import pdf_signature_status
 
@@ -51,6 +52,25 @@ def test_demo_drives_cases_through_review_and_ends_with_a_json_summary(capsys):
         pdf = default_storage.open(certificate.pdf).read()
         assert hashlib.sha256(pdf).hexdigest() == certificate.pdf_sha256
         assert set(pdf_signature_status(pdf, certificate.issuer).values()) == {True}
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_demo_in_groups_runs_each_group_through_every_stage(capsys):
+    call_command("demo", "--candidates", "24", "--group", "8", "--seed", "3", "--json")
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["candidates"] == Candidate.objects.count() == 24
+    assert sum(summary["cases"].values()) == 24
+    assert summary["cases"].get("eligible", 0) == summary["cases"].get("passed", 0) == 0
+    # One session per plan with eligible cases in each group, rooms numbered on in the
+    # one venue.
+    rooms = list(Room.objects.values_list("venue_id", "name"))
+    assert len({venue for venue, _ in rooms}) == 1
+    assert sorted(name for _, name in rooms) == sorted(
+        f"第{n}考场" for n in range(1, len(rooms) + 1)
+    )
+    assert len(rooms) > 4
+    assert summary["pdfs"] == summary["certificates"]["issued"] > 0
+    call_command("audit_verify")
 
 
 def test_demo_creates_one_account_per_role():

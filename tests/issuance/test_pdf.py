@@ -223,7 +223,7 @@ def test_a_crash_after_placing_the_file_leaves_the_row_without_a_pdf(
     def crash(**kwargs):
         raise RuntimeError("worker lost its database connection")
 
-    monkeypatch.setattr("issuance.pdf.audit_record", crash)
+    monkeypatch.setattr("issuance.pdf.audit_record_bulk", crash)
     with pytest.raises(RuntimeError):
         certificate_pdf_store(certificate.pk)
     # The claim rolled back: the file under the name is nobody's, and no row names it.

@@ -3,8 +3,10 @@ services: registration and eligibility review (cases), exams (sessions, check-in
 double marking, quality review, approval), then issuance (both certificates approved
 and issued by their own issuers, signed PDFs rendered).
 
-Each plan's certificates are issued as soon as its session is approved, as issuers
-would, before the next plan's session runs. Prints the wall time of each stage. With a
+Candidates are registered in groups (--group, 2,000 by default); each group's plans
+then run their sessions, and each plan's certificates are issued as soon as its
+session is approved, as issuers would, before the next plan's session runs and the next
+group registers. Prints the wall time of each stage. With a
 real broker (CELERY_BROKER_URL) the PDFs are rendered by the workers meanwhile; the
 command then waits until every issued certificate has its PDF (or --pdf-timeout
 passes), so the PDF stage is the time from the last issue until the last PDF. Without
@@ -12,6 +14,7 @@ a broker (eager Celery) each batch is rendered inside the issuing service's comm
 that time is taken out of the issuance stage and reported as the PDF stage."""
 
 import json
+import random
 import sys
 import time
 
@@ -33,6 +36,8 @@ STAGE_LABELS = {
     "issuance": "发证（审核与签发）",
     "pdf": "证书 PDF 生成",
 }
+# Candidates per group (a multiple of cases.demo.BATCH keeps the data of one group).
+GROUP = 2000
 RENDER_TASKS = {"issuance.tasks.certificates_render", "issuance.tasks.certificate_render"}
 
 
@@ -69,6 +74,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--candidates", type=int, default=30)
         parser.add_argument("--seed", type=int, default=2026)
+        parser.add_argument(
+            "--group",
+            type=int,
+            default=GROUP,
+            help=f"candidates registered before their sessions run (default {GROUP})",
+        )
         parser.add_argument("--json", action="store_true", help="end with a JSON summary line")
         parser.add_argument(
             "--skip-if-loaded",
@@ -94,33 +105,63 @@ class Command(BaseCommand):
         total = options["candidates"]
         stages = cases_demo.Stages(STAGE_LABELS)
 
-        with stages("registration"):
-            result = cases_demo.build(
-                candidates=total,
-                seed=options["seed"],
-                progress=lambda done, of: self.progress("登记与资格审核", done, of),
-            )
-        self.stderr.write("")
-        with stages("issuance"):
-            issuers = issuance_demo.ensure_issuers()
-        plan_of = dict(Case.objects.filter(pk__in=result.case_ids).values_list("pk", "plan_id"))
-        issued = issuance_demo.IssuanceResult(issuers=issuers)
-
-        def issue(plan) -> None:
-            with stages("issuance"):
-                done = issuance_demo.build(
-                    case_ids=[pk for pk in result.case_ids if plan_of[pk] == plan.pk],
-                    issuers=issuers,
-                    progress=lambda n: self.stderr.write(f"\r发证 {issued.issued + n}", ending=""),
-                )
-            issued.opened += done.opened
-            issued.issued += done.issued
-            self.stderr.write("")
-
+        # Candidates are registered GROUP at a time, and each group's plans examined
+        # and their certificates issued before the next group registers: with workers,
+        # rendering starts after the first group's first session instead of queuing
+        # every PDF behind the whole registration.
+        groups = cases_demo.build_in_groups(
+            candidates=total,
+            seed=options["seed"],
+            group=options["group"],
+            progress=lambda done, of: self.progress("登记与资格审核", done, of),
+        )
+        result = cases_demo.DemoResult()
+        issued = issuance_demo.IssuanceResult()
+        exams = exams_demo.ExamsDemoResult()
+        exams_rng = random.Random(options["seed"] + 1)  # noqa: S311 - demo data
         with RenderClock() as rendering:
-            exams = exams_demo.build(
-                plans=result.plans, seed=options["seed"], stages=stages, on_approved=issue
-            )
+            while True:
+                with stages("registration"):
+                    part = next(groups, None)
+                self.stderr.write("")
+                if part is None:
+                    break
+                result.plans = part.plans
+                result.case_ids += part.case_ids
+                result.candidates += part.candidates
+                if not issued.issuers:  # the officers' accounts exist from the first group
+                    with stages("issuance"):
+                        issued.issuers = issuance_demo.ensure_issuers()
+                plan_of = dict(
+                    Case.objects.filter(pk__in=part.case_ids).values_list("pk", "plan_id")
+                )
+
+                def issue(plan, case_ids=part.case_ids, plan_of=plan_of) -> None:
+                    with stages("issuance"):
+                        done = issuance_demo.build(
+                            case_ids=[pk for pk in case_ids if plan_of[pk] == plan.pk],
+                            issuers=issued.issuers,
+                            progress=lambda n: self.stderr.write(
+                                f"\r发证 {issued.issued + n}", ending=""
+                            ),
+                        )
+                    issued.opened += done.opened
+                    issued.issued += done.issued
+                    self.stderr.write("")
+
+                examined = exams_demo.build(
+                    plans=part.plans,
+                    seed=options["seed"],
+                    stages=stages,
+                    on_approved=issue,
+                    rng=exams_rng,
+                    venue=exams.venue,
+                )
+                exams.venue = examined.venue
+                exams.sessions += examined.sessions
+                exams.arbitrated += examined.arbitrated
+                exams.warnings += examined.warnings
+        issuers = issued.issuers
         # Celery's own flag, not the setting: tests switch eager mode on at run time.
         if celery_app.conf.task_always_eager:
             # Rendered inside the issuing services' commits: count it as the PDF stage.
