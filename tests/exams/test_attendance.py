@@ -21,7 +21,6 @@ from exams.sessions import session_close, session_freeze_roster, session_start
 from .factories import (
     PlanFactory,
     UserFactory,
-    coordinator,
     desk_time,
     eligible_case,
     exam_session,
@@ -30,16 +29,6 @@ from .factories import (
 from .factories import register as register_candidate
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def coord():
-    return coordinator()
-
-
-@pytest.fixture
-def plan():
-    return PlanFactory()
 
 
 @pytest.fixture(autouse=True)

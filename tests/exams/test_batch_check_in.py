@@ -21,21 +21,11 @@ from exams.scheduling import sessions_allocate
 from exams.sessions import session_freeze_roster
 from tests.cases.factories import make_id_number
 
-from .factories import PlanFactory, UserFactory, coordinator, desk_time, exam_session
+from .factories import UserFactory, desk_time, exam_session
 
 pytestmark = pytest.mark.django_db
 
 ON = date(2026, 6, 1)
-
-
-@pytest.fixture
-def coord():
-    return coordinator()
-
-
-@pytest.fixture
-def plan():
-    return PlanFactory()
 
 
 def booked(coord, plan, n, *, freeze=True):

@@ -7,21 +7,11 @@ from django.core.exceptions import PermissionDenied, ValidationError
 
 from jobs import services as job_services
 from jobs.models import Job, JobStatus
-from tests.cases.factories import PlanFactory, UserFactory, coordinator
+from tests.cases.factories import PlanFactory, UserFactory
 
 from .factories import eligible_case, exam_session
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def coord():
-    return coordinator()
-
-
-@pytest.fixture
-def plan():
-    return PlanFactory()
 
 
 def allocate(actor, **data) -> Job:

@@ -29,16 +29,6 @@ from .factories import (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def coord():
-    return coordinator()
-
-
-@pytest.fixture
-def plan():
-    return PlanFactory()
-
-
 def codes(booking):
     return sorted(booking.components.values_list("code", flat=True))
 

@@ -15,9 +15,7 @@ from exams.models import Booking, BookingStatus, ExamSession, SessionStaff, Sess
 from exams.scheduling import booking_create
 
 from .factories import (
-    PlanFactory,
     UserFactory,
-    coordinator,
     desk_time,
     eligible_case,
     exam_room,
@@ -26,16 +24,6 @@ from .factories import (
 from .test_tickets import pages
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def coord():
-    return coordinator()
-
-
-@pytest.fixture
-def plan():
-    return PlanFactory()
 
 
 @pytest.fixture
