@@ -132,7 +132,6 @@ def job_run(*, job_id: int) -> bool:
         return False
     job = Job.objects.select_related("created_by").get(pk=job_id)
     owned = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, started_at=now)
-    job_kind = kind_get(job.kind)
     key = _progress_key(job_id)
     timeout = settings.CELERY_TASK_TIME_LIMIT + 3600
     cache.set(key, [0, job.total], timeout)
@@ -145,7 +144,9 @@ def job_run(*, job_id: int) -> bool:
             cache.set(key, [done, total], timeout)
 
     try:
-        result = job_kind.run(job=job, progress=progress)
+        # Inside the try: a kind no longer registered fails its job instead of leaving it
+        # running for the sweep to dispatch again and again.
+        result = kind_get(job.kind).run(job=job, progress=progress)
     except Exception as exc:
         if not isinstance(exc, EXPECTED):
             logger.exception("job %s (%s) failed", job_id, job.kind)

@@ -188,3 +188,14 @@ def test_users_follow_their_own_jobs_and_an_admin_everyones(probe_kind):
     assert list(services.job_list(user=mine)) == [job]
     assert list(services.job_list(user=theirs)) == [other]
     assert list(services.job_list(user=admin)) == [other, job]
+
+
+def test_a_job_of_a_kind_no_longer_registered_fails_instead_of_looping(probe_kind):
+    job = queued(coordinator())
+    Job.objects.filter(pk=job.pk).update(kind="gone.away")
+    assert services.job_run(job_id=job.pk) is True
+    job.refresh_from_db()
+    assert (job.status, job.error) == (
+        JobStatus.FAILED,
+        "未知的任务类型「gone.away」；可用：exams.allocate、issuance.approve、issuance.issue、test.probe",
+    )
